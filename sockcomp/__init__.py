@@ -1,0 +1,29 @@
+"""sockcomp — Delphi/C++Builder's socket components (ScktComp) as Qt components for Python.
+
+``ClientSocket`` and ``ServerSocket`` are QObjects whose signals are named and ordered like the
+VCL events (OnConnect, OnRead, OnClientRead, …); ``Socket`` gives the socket object with the
+familiar data methods (SendText, ReceiveText, SendStream, …). See the README for the event
+order, the error model and the differences from ScktComp.
+"""
+from __future__ import annotations
+
+from .components import ClientSocket, ServerSocket
+from .enums import (
+    SD_BOTH, SD_RECEIVE, SD_SEND, ClientType, ErrorEvent, LookupState, ServerType, SocketEvent,
+    SocketState, ctBlocking, ctNonBlocking, eeAccept, eeConnect, eeDisconnect, eeGeneral,
+    eeLookup, eeReceive, eeSend, stNonBlocking, stThreadBlocking,
+)
+from .errors import ESocketError, HandleException, SetExceptionHook
+from .var import Var
+from .winsock import ClientWinSocket, CustomWinSocket, ServerClientWinSocket, ServerWinSocket
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ClientSocket", "ServerSocket", "CustomWinSocket", "ClientWinSocket", "ServerWinSocket",
+    "ServerClientWinSocket", "ESocketError", "Var", "ClientType", "ServerType", "ErrorEvent",
+    "SocketEvent", "LookupState", "SocketState", "ctNonBlocking", "ctBlocking", "stNonBlocking",
+    "stThreadBlocking", "eeGeneral", "eeSend", "eeReceive", "eeConnect", "eeDisconnect",
+    "eeAccept", "eeLookup", "SD_RECEIVE", "SD_SEND", "SD_BOTH", "SetExceptionHook",
+    "HandleException",
+]

@@ -1,0 +1,231 @@
+"""Readiness pump: the Qt-side replacement for WSAAsyncSelect's hidden window.
+
+One :class:`Pump` serves every sockcomp socket of a thread. On Linux it keeps one ``epoll``
+holding all of the thread's sockets and watches the epoll descriptor with a single
+``QSocketNotifier``; each activation dispatches every ready socket in one batch. Elsewhere a
+fallback uses one ``QSocketNotifier`` per direction per socket. Both expose the same interface:
+
+* ``register(fd, handler, mask)`` / ``modify(fd, mask)`` / ``unregister(fd)`` where ``mask`` is a
+  combination of :data:`READ` and :data:`WRITE`, and ``handler(events)`` receives the ready bits
+  (an error or hang-up is reported as both, so the next ``recv``/``send`` tells what happened);
+* ``call_soon(fn, *args)`` runs ``fn`` on a later turn of this thread's event loop, never
+  re-entrantly inside the caller; ``call_soon_threadsafe`` does the same from any thread.
+
+Handlers must tolerate spurious readiness (a descriptor number can be reused within one batch).
+Exceptions escaping a handler go to the application exception hook: the loop never dies.
+"""
+from __future__ import annotations
+
+import os
+import select
+import socket
+import threading
+from collections import deque
+from typing import Any, Callable, Optional
+
+from PySide6.QtCore import QCoreApplication, QObject, QSocketNotifier
+
+from .errors import HandleException
+
+__all__ = ["Pump", "READ", "WRITE", "current_pump"]
+
+READ = 0x001   # == select.EPOLLIN
+WRITE = 0x004  # == select.EPOLLOUT
+_ERR_BITS = 0x008 | 0x010  # EPOLLERR | EPOLLHUP
+
+Handler = Callable[[int], None]
+
+_local = threading.local()
+
+
+def current_pump() -> "Pump":
+    """The pump of the calling thread, created on first use (needs a Qt event dispatcher)."""
+    pump = getattr(_local, "pump", None)
+    if pump is None:
+        if QCoreApplication.instance() is None:
+            raise RuntimeError(
+                "sockcomp components need a QCoreApplication (or QApplication) to exist "
+                "before they are opened")
+        backend = os.environ.get("SOCKCOMP_PUMP", "")
+        if backend == "notifier" or not hasattr(select, "epoll"):
+            pump = NotifierPump()
+        else:
+            pump = EpollPump()
+        _local.pump = pump
+    return pump
+
+
+class Pump(QObject):
+    """Interface shared by the readiness backends (see the module docstring)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._soon: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
+        self._wake_pending = False
+        self._thread = threading.get_ident()
+
+    # -- registration (backend specific) -------------------------------------------------
+    def register(self, fd: int, handler: Handler, mask: int) -> None:
+        raise NotImplementedError
+
+    def modify(self, fd: int, mask: int) -> None:
+        raise NotImplementedError
+
+    def unregister(self, fd: int) -> None:
+        raise NotImplementedError
+
+    def _wake(self) -> None:
+        raise NotImplementedError
+
+    # -- deferred calls --------------------------------------------------------------------
+    def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on a later turn of this thread's event loop."""
+        self._soon.append((fn, args))
+        if not self._wake_pending:
+            self._wake_pending = True
+            self._wake()
+
+    def call_soon_threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Like :meth:`call_soon`, callable from any thread."""
+        self._soon.append((fn, args))
+        self._wake()
+
+    def in_own_thread(self) -> bool:
+        return threading.get_ident() == self._thread
+
+    def _run_soon(self) -> None:
+        self._wake_pending = False
+        soon = self._soon
+        for _ in range(len(soon)):
+            fn, args = soon.popleft()
+            try:
+                fn(*args)
+            except BaseException as exc:
+                HandleException(exc)
+        if soon and not self._wake_pending:
+            self._wake_pending = True
+            self._wake()
+
+
+class EpollPump(Pump):
+    """All sockets of the thread in one epoll, watched by one QSocketNotifier (Linux)."""
+
+    _BATCH = 1024
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._epoll = select.epoll()
+        self._handlers: dict[int, Handler] = {}
+        self._masks: dict[int, int] = {}
+        self._wakefd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        self._epoll.register(self._wakefd, READ)
+        self._notifier = QSocketNotifier(self._epoll.fileno(), QSocketNotifier.Type.Read, self)
+        self._notifier.activated.connect(self._dispatch)
+
+    def register(self, fd: int, handler: Handler, mask: int) -> None:
+        self._handlers[fd] = handler
+        self._masks[fd] = mask
+        self._epoll.register(fd, mask)
+
+    def modify(self, fd: int, mask: int) -> None:
+        if self._masks.get(fd) != mask:
+            self._masks[fd] = mask
+            self._epoll.modify(fd, mask)
+
+    def unregister(self, fd: int) -> None:
+        if self._handlers.pop(fd, None) is not None:
+            del self._masks[fd]
+            try:
+                self._epoll.unregister(fd)
+            except OSError:
+                pass  # already closed: the kernel dropped it from the set
+
+    def _wake(self) -> None:
+        os.eventfd_write(self._wakefd, 1)
+
+    def _dispatch(self, *_: Any) -> None:
+        handlers = self._handlers
+        wakefd = self._wakefd
+        for fd, events in self._epoll.poll(0, self._BATCH):
+            if fd == wakefd:
+                try:
+                    os.eventfd_read(wakefd)
+                except BlockingIOError:
+                    pass
+                continue
+            handler = handlers.get(fd)
+            if handler is None:
+                continue
+            if events & _ERR_BITS:
+                events |= READ | WRITE
+            try:
+                handler(events)
+            except BaseException as exc:
+                HandleException(exc)
+        if self._soon:
+            self._run_soon()
+
+
+class NotifierPump(Pump):
+    """Fallback: one QSocketNotifier per direction per socket (platforms without epoll)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._entries: dict[int, tuple[Handler, QSocketNotifier, QSocketNotifier]] = {}
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._wake_notifier = QSocketNotifier(
+            self._wake_r.fileno(), QSocketNotifier.Type.Read, self)
+        self._wake_notifier.activated.connect(self._on_wake)
+
+    def register(self, fd: int, handler: Handler, mask: int) -> None:
+        rn = QSocketNotifier(fd, QSocketNotifier.Type.Read, self)
+        wn = QSocketNotifier(fd, QSocketNotifier.Type.Write, self)
+        rn.activated.connect(lambda *_: self._fire(fd, READ))
+        wn.activated.connect(lambda *_: self._fire(fd, WRITE))
+        self._entries[fd] = (handler, rn, wn)
+        rn.setEnabled(bool(mask & READ))
+        wn.setEnabled(bool(mask & WRITE))
+
+    def modify(self, fd: int, mask: int) -> None:
+        entry = self._entries.get(fd)
+        if entry is not None:
+            entry[1].setEnabled(bool(mask & READ))
+            entry[2].setEnabled(bool(mask & WRITE))
+
+    def unregister(self, fd: int) -> None:
+        entry = self._entries.pop(fd, None)
+        if entry is not None:
+            for notifier in entry[1:]:
+                notifier.setEnabled(False)
+                notifier.deleteLater()
+
+    def _fire(self, fd: int, events: int) -> None:
+        entry = self._entries.get(fd)
+        if entry is not None:
+            try:
+                entry[0](events)
+            except BaseException as exc:
+                HandleException(exc)
+        if self._soon:
+            self._run_soon()
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except BlockingIOError:
+            pass  # the pipe is full: a wake-up is pending anyway
+
+    def _on_wake(self, *_: Any) -> None:
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except BlockingIOError:
+            pass
+        self._run_soon()
+
+
+def pump_for_thread() -> Optional[Pump]:
+    """The calling thread's pump if one exists (no creation)."""
+    return getattr(_local, "pump", None)

@@ -1,0 +1,351 @@
+"""The components: ``ClientSocket`` and ``ServerSocket``, QObjects that speak in VCL events.
+
+A component owns one socket object (``Socket``) and turns its notifications into Qt signals
+named like the Delphi events, with Delphi's arguments (``Sender``, ``Socket``, …). Properties
+follow the VCL rules: Host beats Address, Service beats Port, and they cannot change while the
+socket is active. All signals are emitted in the component's thread.
+
+``Active`` works like a form-loaded Delphi component: setting it during the event-loop turn in
+which the component was created (as ``setupUi`` does, property after property) only records the
+wish; the socket opens on the next turn, once every property is set. Call :meth:`Loaded` to end
+that phase earlier. Inside Qt Designer nothing ever opens.
+"""
+from __future__ import annotations
+
+from typing import Any, Optional, Union
+
+from PySide6.QtCore import QObject, Signal
+
+from ._designtime import in_designer
+from ._pump import current_pump
+from .enums import (
+    ClientType, ErrorEvent, ServerType, SocketState, seConnect, seConnecting, seDisconnect,
+    seListen, seLookup, seRead, seWrite,
+)
+from .errors import ESocketError
+from .var import Var
+from .winsock import (
+    ClientWinSocket, CustomWinSocket, ServerClientWinSocket, ServerWinSocket, seHalfClose,
+)
+
+__all__ = ["ClientSocket", "ServerSocket"]
+
+_ACTIVE_ERROR = "Can't change value while socket is active"
+
+
+def _check_port(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise ESocketError(f"Invalid port number {value!r}: must be 0..65535")
+    return int(value)
+
+
+def _check_text(value: Any, name: str) -> str:
+    if not isinstance(value, str):
+        raise ESocketError(f"Invalid {name} {value!r}: must be a string")
+    return value
+
+
+class _SocketComponent(QObject):
+    """What ClientSocket and ServerSocket share (Delphi's TAbstractSocket/TCustomSocket)."""
+
+    def __init__(self, parent: Optional[QObject] = None) -> None:
+        super().__init__(parent)
+        self._address = ""
+        self._port = 0
+        self._service = ""
+        self._stored_active = False
+        self._loading = True
+        try:
+            current_pump().call_soon(self._end_loading)
+        except RuntimeError:  # no QCoreApplication yet: nothing to defer to
+            self._loading = False
+
+    def _end_loading(self) -> None:
+        try:
+            self.Loaded()
+        except RuntimeError:
+            pass  # the C++ side was deleted before the loop turned
+
+    def Loaded(self) -> None:
+        """End the loading phase: if ``Active`` was set meanwhile, open now (not in Designer)."""
+        if not self._loading:
+            return
+        self._loading = False
+        if self._stored_active and not in_designer():
+            self.Open()
+
+    def _is_active(self) -> bool:
+        raise NotImplementedError
+
+    def _change(self, old: Any, new: Any) -> bool:
+        """True when ``new`` differs from ``old``; raises if it may not change now."""
+        same = old.lower() == new.lower() if isinstance(old, str) else old == new
+        if same:
+            return False
+        if self._is_active():
+            raise ESocketError(_ACTIVE_ERROR)
+        return True
+
+    def Open(self) -> None:
+        raise NotImplementedError
+
+    def Close(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def Active(self) -> bool:
+        """True while connected (client) or listening (server). Setting it opens or closes."""
+        if self._loading or in_designer():
+            return self._stored_active
+        return self._is_active()
+
+    @Active.setter
+    def Active(self, value: bool) -> None:
+        value = bool(value)
+        if self._loading or in_designer():
+            self._stored_active = value
+            return
+        if value:
+            self.Open()
+        else:
+            self.Close()
+
+    @property
+    def Address(self) -> str:
+        """Numeric IPv4 or IPv6 address (client: of the server; server: to bind, '' = all)."""
+        return self._address
+
+    @Address.setter
+    def Address(self, value: str) -> None:
+        value = _check_text(value, "Address")
+        if self._change(self._address, value):
+            self._address = value
+
+    @property
+    def Port(self) -> int:
+        """TCP port, 0..65535 (ignored when Service is set)."""
+        return self._port
+
+    @Port.setter
+    def Port(self, value: int) -> None:
+        value = _check_port(value)
+        if self._change(self._port, value):
+            self._port = value
+
+    @property
+    def Service(self) -> str:
+        """Service name ('http', 'echo', …) or number as text; beats Port when set."""
+        return self._service
+
+    @Service.setter
+    def Service(self, value: str) -> None:
+        value = _check_text(value, "Service")
+        if self._change(self._service, value):
+            self._service = value
+
+
+class ClientSocket(_SocketComponent):
+    """A TCP client component (Delphi's ``TClientSocket``).
+
+    Non-blocking event order: ``OnLookup → OnConnecting → OnConnect → OnWrite → OnRead*`` and
+    ``OnDisconnect`` exactly once when the connection ends, however it ends. Errors fire
+    ``OnError(Sender, Socket, ErrorEvent, ErrorCode)``; leaving ``ErrorCode.value`` non-zero
+    passes an ``ESocketError`` to the application exception hook.
+    """
+
+    OnLookup = Signal(object, object)
+    OnConnecting = Signal(object, object)
+    OnConnect = Signal(object, object)
+    OnRead = Signal(object, object)
+    OnWrite = Signal(object, object)
+    OnDisconnect = Signal(object, object)
+    OnHalfClose = Signal(object, object)
+    OnError = Signal(object, object, object, object)
+
+    def __init__(self, parent: Optional[QObject] = None) -> None:
+        super().__init__(parent)
+        self._host = ""
+        self._allow_half_close = False
+        self._socket = ClientWinSocket()
+        self._socket._event_sink = self._socket_event
+        self._socket._error_sink = self._socket_error
+        self._active = False
+        self._emit = {
+            seLookup: self.OnLookup.emit, seConnecting: self.OnConnecting.emit,
+            seConnect: self.OnConnect.emit, seRead: self.OnRead.emit,
+            seWrite: self.OnWrite.emit, seDisconnect: self.OnDisconnect.emit,
+            seHalfClose: self.OnHalfClose.emit,
+        }
+
+    @property
+    def Socket(self) -> ClientWinSocket:
+        """The socket object: data methods (SendText, ReceiveText, …) and addresses."""
+        return self._socket
+
+    def _is_active(self) -> bool:
+        return self._socket.Connected
+
+    @property
+    def Host(self) -> str:
+        """Host name of the server, looked up off the GUI thread; beats Address when set."""
+        return self._host
+
+    @Host.setter
+    def Host(self, value: str) -> None:
+        value = _check_text(value, "Host")
+        if self._change(self._host, value):
+            self._host = value
+
+    @property
+    def ClientType(self) -> ClientType:
+        """``ctNonBlocking`` (events, default) or ``ctBlocking``; fixed while connected."""
+        return self._socket.ClientType
+
+    @ClientType.setter
+    def ClientType(self, value: Union[ClientType, int]) -> None:
+        self._socket.ClientType = value  # type: ignore[assignment]
+
+    @property
+    def AllowHalfClose(self) -> bool:
+        """When the peer finishes sending, fire OnHalfClose and keep the socket open (beyond the
+        VCL); the application calls Close() when its reply is done. Default False: the peer's
+        FIN fires OnDisconnect (with the socket still writable inside the handler)."""
+        return self._allow_half_close
+
+    @AllowHalfClose.setter
+    def AllowHalfClose(self, value: bool) -> None:
+        self._allow_half_close = bool(value)
+        self._socket.AllowHalfClose = bool(value)
+
+    def Open(self) -> None:
+        """Connect (``Active := True``); a no-op when already connected or connecting."""
+        if self._socket.State != SocketState.ssClosed:
+            return
+        self._socket.Open(self._host, self._address, self._service, self._port)
+
+    def Close(self) -> None:
+        """Disconnect (``Active := False``); also abandons a lookup or connect in progress."""
+        self._stored_active = False
+        self._socket.Close()
+
+    def _socket_event(self, socket: CustomWinSocket, event: int) -> None:
+        if event == seConnect:
+            self._active = True
+        elif event == seDisconnect:
+            self._active = False
+        self._emit[event](self, socket)
+
+    def _socket_error(self, socket: CustomWinSocket, event: ErrorEvent, code: Var[int]) -> None:
+        self.OnError.emit(self, socket, event, code)
+
+
+class ServerSocket(_SocketComponent):
+    """A TCP server component (Delphi's ``TServerSocket``).
+
+    ``OnListen`` when listening starts; for each client ``OnGetSocket → OnAccept →
+    OnClientConnect → OnClientWrite → OnClientRead*`` and ``OnClientDisconnect`` exactly once.
+    Client events have ``ServerSocket.Socket`` (the ServerWinSocket) as Sender, as in the VCL.
+    """
+
+    OnListen = Signal(object, object)
+    OnAccept = Signal(object, object)
+    OnGetSocket = Signal(object, object, object)
+    OnGetThread = Signal(object, object, object)
+    OnThreadStart = Signal(object, object)
+    OnThreadEnd = Signal(object, object)
+    OnClientConnect = Signal(object, object)
+    OnClientRead = Signal(object, object)
+    OnClientWrite = Signal(object, object)
+    OnClientDisconnect = Signal(object, object)
+    OnClientHalfClose = Signal(object, object)
+    OnClientError = Signal(object, object, object, object)
+
+    def __init__(self, parent: Optional[QObject] = None) -> None:
+        super().__init__(parent)
+        self._socket = ServerWinSocket()
+        self._socket.ThreadCacheSize = 10
+        self._socket.AllowHalfClose = False
+        self._socket._event_sink = self._listener_event
+        self._socket.client_event_sink = self._client_event
+        self._socket.client_error_sink = self._client_error
+        self._socket.get_socket_hook = self._get_socket
+        self._socket.accept_hook = self._accept
+        server = self._socket
+        self._emit = {
+            seConnect: self.OnClientConnect.emit, seRead: self.OnClientRead.emit,
+            seWrite: self.OnClientWrite.emit, seDisconnect: self.OnClientDisconnect.emit,
+            seHalfClose: self.OnClientHalfClose.emit,
+        }
+        self._server = server
+
+    @property
+    def Socket(self) -> ServerWinSocket:
+        """The listening socket object: Connections, ActiveConnections, …"""
+        return self._socket
+
+    def _is_active(self) -> bool:
+        return self._socket.Connected
+
+    @property
+    def ServerType(self) -> ServerType:
+        """``stNonBlocking`` (events, default) or ``stThreadBlocking``; fixed while listening."""
+        return self._socket.ServerType
+
+    @ServerType.setter
+    def ServerType(self, value: Union[ServerType, int]) -> None:
+        self._socket.ServerType = value  # type: ignore[assignment]
+
+    @property
+    def ThreadCacheSize(self) -> int:
+        """Idle client threads kept for reuse in stThreadBlocking mode (default 10)."""
+        return int(self._socket.ThreadCacheSize)
+
+    @ThreadCacheSize.setter
+    def ThreadCacheSize(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ESocketError(f"Invalid ThreadCacheSize {value!r}: must be an int >= 0")
+        self._socket.ThreadCacheSize = value
+
+    @property
+    def AllowHalfClose(self) -> bool:
+        """Per client: when the client finishes sending, fire OnClientHalfClose and keep the
+        connection open until the application closes it (beyond the VCL)."""
+        return bool(self._socket.AllowHalfClose)
+
+    @AllowHalfClose.setter
+    def AllowHalfClose(self, value: bool) -> None:
+        self._socket.AllowHalfClose = bool(value)
+
+    def Open(self) -> None:
+        """Start listening (``Active := True``); errors such as a port in use raise here."""
+        if self._socket.State != SocketState.ssClosed:
+            return
+        self._socket.Listen(self._address, self._service, self._port)
+
+    def Close(self) -> None:
+        """Stop listening and close every client connection (``Active := False``)."""
+        self._stored_active = False
+        self._socket.Close()
+
+    def _listener_event(self, socket: CustomWinSocket, event: int) -> None:
+        if event == seListen:
+            self.OnListen.emit(self, socket)
+
+    def _get_socket(self, handle: int) -> Optional[ServerClientWinSocket]:
+        cell: Var[Optional[ServerClientWinSocket]] = Var(None)
+        self.OnGetSocket.emit(self._server, handle, cell)
+        value = cell.value
+        if value is not None and not isinstance(value, ServerClientWinSocket):
+            raise TypeError("OnGetSocket must supply a ServerClientWinSocket (or leave None)")
+        return value
+
+    def _accept(self, client: ServerClientWinSocket) -> None:
+        self.OnAccept.emit(self, client)
+
+    def _client_event(self, socket: CustomWinSocket, event: int) -> None:
+        emit = self._emit.get(event)
+        if emit is not None:
+            emit(self._server, socket)
+
+    def _client_error(self, socket: CustomWinSocket, event: ErrorEvent, code: Var[int]) -> None:
+        self.OnClientError.emit(self._server, socket, event, code)

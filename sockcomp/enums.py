@@ -1,0 +1,107 @@
+"""The VCL enumerations, with their Delphi member names and ordinal values.
+
+Every enum is an :class:`enum.IntEnum`, so ``ErrorEvent.eeConnect == 3`` as in Delphi, and each
+member is also exported at module level (``sockcomp.eeConnect``), the way Pascal code names them.
+"""
+from __future__ import annotations
+
+import socket
+from enum import IntEnum
+
+__all__ = [
+    "ClientType", "ServerType", "ErrorEvent", "SocketEvent", "LookupState", "SocketState",
+    "ctNonBlocking", "ctBlocking", "stNonBlocking", "stThreadBlocking",
+    "eeGeneral", "eeSend", "eeReceive", "eeConnect", "eeDisconnect", "eeAccept", "eeLookup",
+    "seLookup", "seConnecting", "seConnect", "seDisconnect", "seListen", "seAccept", "seWrite",
+    "seRead", "SD_RECEIVE", "SD_SEND", "SD_BOTH",
+]
+
+
+class ClientType(IntEnum):
+    """How a ClientSocket talks to its socket: by events (default) or by blocking calls."""
+
+    ctNonBlocking = 0
+    ctBlocking = 1
+
+
+class ServerType(IntEnum):
+    """How a ServerSocket serves clients: by events in its own thread, or a thread per client."""
+
+    stNonBlocking = 0
+    stThreadBlocking = 1
+
+
+class ErrorEvent(IntEnum):
+    """What a socket was doing when an error occurred (the ``ErrorEvent`` of OnError)."""
+
+    eeGeneral = 0
+    eeSend = 1
+    eeReceive = 2
+    eeConnect = 3
+    eeDisconnect = 4
+    eeAccept = 5
+    eeLookup = 6
+
+
+class SocketEvent(IntEnum):
+    """The notifications a socket object reports to the component that owns it."""
+
+    seLookup = 0
+    seConnecting = 1
+    seConnect = 2
+    seDisconnect = 3
+    seListen = 4
+    seAccept = 5
+    seWrite = 6
+    seRead = 7
+
+
+class LookupState(IntEnum):
+    """Progress of the asynchronous name lookup of a client socket."""
+
+    lsIdle = 0
+    lsLookupAddress = 1
+    lsLookupService = 2
+
+
+class SocketState(IntEnum):
+    """Life cycle of a socket object (beyond the VCL, after Qt's QAbstractSocket.SocketState).
+
+    ``ssHalfClosed`` means the peer has finished sending but the socket is kept open
+    (``AllowHalfClose``); ``ssClosing`` means the application closed it and the library is still
+    flushing bytes that were accepted before.
+    """
+
+    ssClosed = 0
+    ssLookup = 1
+    ssConnecting = 2
+    ssConnected = 3
+    ssListening = 4
+    ssHalfClosed = 5
+    ssClosing = 6
+
+
+ctNonBlocking = ClientType.ctNonBlocking
+ctBlocking = ClientType.ctBlocking
+stNonBlocking = ServerType.stNonBlocking
+stThreadBlocking = ServerType.stThreadBlocking
+eeGeneral = ErrorEvent.eeGeneral
+eeSend = ErrorEvent.eeSend
+eeReceive = ErrorEvent.eeReceive
+eeConnect = ErrorEvent.eeConnect
+eeDisconnect = ErrorEvent.eeDisconnect
+eeAccept = ErrorEvent.eeAccept
+eeLookup = ErrorEvent.eeLookup
+seLookup = SocketEvent.seLookup
+seConnecting = SocketEvent.seConnecting
+seConnect = SocketEvent.seConnect
+seDisconnect = SocketEvent.seDisconnect
+seListen = SocketEvent.seListen
+seAccept = SocketEvent.seAccept
+seWrite = SocketEvent.seWrite
+seRead = SocketEvent.seRead
+
+#: ``Shutdown(how)`` values, named as in Winsock.
+SD_RECEIVE = socket.SHUT_RD
+SD_SEND = socket.SHUT_WR
+SD_BOTH = socket.SHUT_RDWR

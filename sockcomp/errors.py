@@ -1,0 +1,162 @@
+"""``ESocketError``, Winsock-compatible error codes, and the application exception hook.
+
+sockcomp reports errors with the WSA codes a ported Delphi program already tests for
+(``if ErrorCode = 10054``); the native ``errno`` is kept alongside. Errors that happen while the
+event loop is delivering a notification are never raised into Qt: they go to the application
+exception hook (the analogue of ``Application.HandleException``), which defaults to
+:func:`sys.excepthook` and can be replaced with :func:`SetExceptionHook`.
+"""
+from __future__ import annotations
+
+import errno as _errno
+import os
+import socket
+import sys
+from typing import Callable, Optional
+
+__all__ = [
+    "ESocketError", "SetExceptionHook", "HandleException", "wsa_code", "error_text",
+    "WSAENOADDRESS", "WSAECONNREFUSED", "WSAECONNRESET", "WSAETIMEDOUT", "WSAHOST_NOT_FOUND",
+    "WSATYPE_NOT_FOUND", "WSAEADDRINUSE", "WSAESHUTDOWN",
+]
+
+#: ScktComp's private code for "No address specified".
+WSAENOADDRESS = 1110
+WSAECONNREFUSED = 10061
+WSAECONNRESET = 10054
+WSAETIMEDOUT = 10060
+WSAEADDRINUSE = 10048
+WSAESHUTDOWN = 10058
+WSAHOST_NOT_FOUND = 11001
+WSATYPE_NOT_FOUND = 10109
+
+# errno name -> WSA code (reference/scktcomp.md §10). Names absent on a platform are skipped.
+_ERRNO_TO_WSA_NAMES = {
+    "EINTR": 10004, "EBADF": 10009, "EACCES": 10013, "EPERM": 10013, "EFAULT": 10014,
+    "EINVAL": 10022, "EMFILE": 10024, "EAGAIN": 10035, "EWOULDBLOCK": 10035,
+    "EINPROGRESS": 10036, "EALREADY": 10037, "ENOTSOCK": 10038, "EDESTADDRREQ": 10039,
+    "EMSGSIZE": 10040, "EPROTOTYPE": 10041, "ENOPROTOOPT": 10042, "EPROTONOSUPPORT": 10043,
+    "EOPNOTSUPP": 10045, "EAFNOSUPPORT": 10047, "EADDRINUSE": 10048, "EADDRNOTAVAIL": 10049,
+    "ENETDOWN": 10050, "ENETUNREACH": 10051, "ENETRESET": 10052, "ECONNABORTED": 10053,
+    "ECONNRESET": 10054, "EPIPE": 10054, "ENOBUFS": 10055, "EISCONN": 10056,
+    "ENOTCONN": 10057, "ESHUTDOWN": 10058, "ETIMEDOUT": 10060, "ECONNREFUSED": 10061,
+    "EHOSTDOWN": 10064, "EHOSTUNREACH": 10065,
+}
+_ERRNO_TO_WSA = {
+    getattr(_errno, name): code for name, code in _ERRNO_TO_WSA_NAMES.items()
+    if hasattr(_errno, name)
+}
+
+# getaddrinfo failures -> WSA codes, as ws2tcpip.h defines the EAI_* constants on Windows.
+_GAI_TO_WSA_NAMES = {
+    "EAI_NONAME": 11001, "EAI_AGAIN": 11002, "EAI_FAIL": 11003, "EAI_NODATA": 11004,
+    "EAI_ADDRFAMILY": 11004, "EAI_SERVICE": 10109, "EAI_FAMILY": 10047, "EAI_MEMORY": 8,
+    "EAI_SOCKTYPE": 10044, "EAI_BADFLAGS": 10022,
+}
+_GAI_TO_WSA = {
+    getattr(socket, name): code for name, code in _GAI_TO_WSA_NAMES.items()
+    if hasattr(socket, name)
+}
+
+_SPECIAL_TEXT = {
+    WSAENOADDRESS: "No address specified",
+    WSATYPE_NOT_FOUND: "Service not found",
+    WSAHOST_NOT_FOUND: "No such host is known",
+}
+
+
+def wsa_code(exc: BaseException) -> int:
+    """The WSA-compatible code for an exception raised by a ``socket`` call."""
+    if isinstance(exc, ESocketError):
+        return exc.ErrorCode
+    if isinstance(exc, socket.gaierror):
+        return _GAI_TO_WSA.get(exc.errno or 0, 11003)
+    if isinstance(exc, TimeoutError) and getattr(exc, "errno", None) is None:
+        return WSAETIMEDOUT
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return _ERRNO_TO_WSA.get(exc.errno, exc.errno)
+    return 10000
+
+
+def error_text(native_errno: Optional[int], code: int) -> str:
+    """Human text for an error: the platform's own words when an errno is known."""
+    if native_errno is not None and native_errno > 0:
+        return os.strerror(native_errno)
+    if native_errno is not None and native_errno < 0:
+        try:
+            return socket.gaierror(native_errno).strerror or _SPECIAL_TEXT.get(code, "")
+        except Exception:  # pragma: no cover - defensive: gaierror text unavailable
+            pass
+    return _SPECIAL_TEXT.get(code, f"Socket error {code}")
+
+
+class ESocketError(OSError):
+    """A socket error, shaped like Delphi's ``ESocketError``.
+
+    ``str(e)`` reads like the original (``Windows socket error: Connection refused (10061), on
+    API 'connect'``); ``ErrorCode`` is the WSA-compatible code, ``errno`` the native one (or
+    ``None``) and ``API`` the call that failed. Errors that are not about an OS call (``No address
+    specified``, ``Can't change value while socket is active``) have ``API == ''``.
+    """
+
+    ErrorCode: int
+    API: str
+
+    def __init__(self, message: str, ErrorCode: int = 0, native_errno: Optional[int] = None,
+                 API: str = "") -> None:
+        super().__init__(message)
+        self.ErrorCode = ErrorCode
+        self.errno = native_errno  # type: ignore[misc]
+        self.API = API
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    @classmethod
+    def from_code(cls, code: int, api: str, native_errno: Optional[int] = None) -> "ESocketError":
+        """Build the VCL-shaped ``Windows socket error: <text> (<code>), on API '<api>'``."""
+        text = error_text(native_errno, code)
+        return cls(f"Windows socket error: {text} ({code}), on API '{api}'", code, native_errno, api)
+
+    @classmethod
+    def from_os_error(cls, exc: BaseException, api: str) -> "ESocketError":
+        """Translate an exception from the ``socket`` module into an ESocketError."""
+        if isinstance(exc, ESocketError):
+            return exc
+        native = getattr(exc, "errno", None)
+        return cls.from_code(wsa_code(exc), api, native)
+
+
+ExceptionHook = Callable[[BaseException], None]
+
+
+def _default_hook(exc: BaseException) -> None:
+    sys.excepthook(type(exc), exc, exc.__traceback__)
+
+
+_hook: ExceptionHook = _default_hook
+
+
+def SetExceptionHook(hook: Optional[ExceptionHook]) -> ExceptionHook:
+    """Install the application exception hook and return the previous one.
+
+    The hook receives every exception that arises while sockcomp handles an asynchronous
+    notification (an unsuppressed ``OnError``, a failed lookup, …) — what Delphi shows through
+    ``Application.HandleException``. ``None`` restores the default, which calls
+    :func:`sys.excepthook`. The hook runs in the component's thread.
+    """
+    global _hook
+    previous = _hook
+    _hook = hook if hook is not None else _default_hook
+    return previous
+
+
+def HandleException(exc: BaseException) -> None:
+    """Pass ``exc`` to the application exception hook; a failing hook is reported, not raised."""
+    try:
+        _hook(exc)
+    except BaseException as hook_error:  # the loop must survive a broken hook
+        try:
+            sys.excepthook(type(hook_error), hook_error, hook_error.__traceback__)
+        except BaseException:
+            pass

@@ -1,0 +1,52 @@
+"""Test helpers: record component events in order, make throw-away peers."""
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from PySide6.QtCore import QObject, SignalInstance
+
+
+class EventLog:
+    """Connects to every ``On*`` signal of the given components and records them in order.
+
+    ``log.names()`` gives the event names in firing order; ``log.events`` the
+    ``(name, args)`` tuples. Pass ``snapshot`` to record extra state at the moment
+    each event fires (e.g. ``lambda name, args: comp.Active``).
+    """
+
+    def __init__(self, *components: QObject, snapshot=None) -> None:
+        self.events: list[tuple[str, tuple[Any, ...]]] = []
+        self.snapshots: list[Any] = []
+        self._snapshot = snapshot
+        for comp in components:
+            for name in dir(type(comp)):
+                if not name.startswith("On"):
+                    continue
+                sig = getattr(comp, name)
+                if isinstance(sig, SignalInstance):
+                    sig.connect(self._recorder(name))
+
+    def _recorder(self, name: str):
+        def record(*args: Any) -> None:
+            self.events.append((name, args))
+            if self._snapshot is not None:
+                self.snapshots.append(self._snapshot(name, args))
+
+        return record
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.events]
+
+    def count(self, name: str) -> int:
+        return self.names().count(name)
+
+    def args(self, name: str, index: int = 0) -> tuple[Any, ...]:
+        return [a for n, a in self.events if n == name][index]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (bound then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
