@@ -1,0 +1,114 @@
+"""Console chat: a demo conversation, a headless relay server, or an interactive client.
+
+    python samples/chat_console.py                       # demo: server + two clients, then exit
+    python samples/chat_console.py --server --port 5000  # a real relay server (Ctrl+C stops)
+    python samples/chat_console.py --client localhost 5000 --nick alice   # type lines to chat
+
+The protocol is plain UTF-8 lines, so ``nc localhost 5000`` can join too.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from PySide6.QtCore import QCoreApplication, QSocketNotifier, QTimer  # noqa: E402
+
+from chatcore import ChatClient, ChatServer  # noqa: E402
+
+
+def run_demo(app: QCoreApplication) -> int:
+    server = ChatServer()
+    server.log.connect(lambda text: print(f"[server] {text}"))
+    port = server.start(0, "127.0.0.1")
+    alice, bob = ChatClient("alice"), ChatClient("bob")
+    script = [(alice, "hello, anyone here?"), (bob, "hi alice — Grüße aus Köln 👋"),
+              (alice, "TClientSocket lives on in Python!")]
+    seen: list[str] = []
+
+    def on_line(who: str, line: str) -> None:
+        print(f"[{who} sees] {line}")
+        seen.append(line)
+        if who == "bob" and len(seen) % 2 == 0:
+            say_next()
+
+    def say_next() -> None:
+        if script:
+            client, text = script.pop(0)
+            client.say(text)
+        else:
+            alice.close()
+            bob.close()
+            server.stop()
+            QTimer.singleShot(0, app.quit)
+
+    alice.lineReceived.connect(lambda line: on_line("alice", line))
+    bob.lineReceived.connect(lambda line: on_line("bob", line))
+    ready = []
+
+    def on_state(who: str, state: str) -> None:
+        print(f"[{who}] {state}")
+        if state == "connected":
+            ready.append(who)
+            if len(ready) == 2:
+                say_next()
+
+    alice.stateChanged.connect(lambda s: on_state("alice", s))
+    bob.stateChanged.connect(lambda s: on_state("bob", s))
+    alice.connect_to("127.0.0.1", port)
+    bob.connect_to("127.0.0.1", port)
+    QTimer.singleShot(10_000, lambda: (print("demo timed out"), app.exit(1)))
+    return app.exec()
+
+
+def run_server(app: QCoreApplication, port: int) -> int:
+    server = ChatServer()
+    server.log.connect(lambda text: print(text, flush=True))
+    server.start(port)
+    return app.exec()
+
+
+def run_client(app: QCoreApplication, host: str, port: int, nick: str) -> int:
+    client = ChatClient(nick)
+    client.lineReceived.connect(lambda line: print(line, flush=True))
+    client.stateChanged.connect(lambda state: print(f"* {state}", flush=True))
+    stdin = QSocketNotifier(sys.stdin.fileno(), QSocketNotifier.Type.Read)
+
+    def on_stdin() -> None:
+        line = sys.stdin.readline()
+        if not line:
+            stdin.setEnabled(False)
+            client.close()
+            app.quit()
+        else:
+            client.say(line.rstrip("\n"))
+
+    stdin.activated.connect(on_stdin)
+    client.connect_to(host, port)
+    return app.exec()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--server", action="store_true", help="run a relay server")
+    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--client", nargs=2, metavar=("HOST", "PORT"), help="join a server")
+    parser.add_argument("--nick", default=os.environ.get("USER", "guest"))
+    args = parser.parse_args(argv)
+    app = QCoreApplication(sys.argv[:1])
+    signal.signal(signal.SIGINT, lambda *_: app.quit())
+    wake = QTimer()
+    wake.start(200)  # let Python see Ctrl+C while Qt waits
+    if args.server:
+        return run_server(app, args.port)
+    if args.client:
+        return run_client(app, args.client[0], int(args.client[1]), args.nick)
+    return run_demo(app)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
