@@ -7,21 +7,43 @@ order, the error model and the differences from ScktComp.
 """
 from __future__ import annotations
 
+from .clientwinsock import ClientWinSocket
 from .components import ClientSocket, ServerSocket
 from .enums import (
-    SD_BOTH, SD_RECEIVE, SD_SEND, ClientType, ErrorEvent, LookupState, ServerType, SocketEvent,
-    SocketState, ctBlocking, ctNonBlocking, eeAccept, eeConnect, eeDisconnect, eeGeneral,
-    eeLookup, eeReceive, eeSend, stNonBlocking, stThreadBlocking,
+    SD_BOTH,
+    SD_RECEIVE,
+    SD_SEND,
+    ClientType,
+    ErrorEvent,
+    LookupState,
+    ServerType,
+    SocketEvent,
+    SocketState,
+    ctBlocking,
+    ctNonBlocking,
+    eeAccept,
+    eeConnect,
+    eeDisconnect,
+    eeGeneral,
+    eeLookup,
+    eeReceive,
+    eeSend,
+    stNonBlocking,
+    stThreadBlocking,
 )
 from .errors import ESocketError, HandleException, SetExceptionHook
+from .serverwinsock import ServerClientWinSocket, ServerWinSocket
+from .stream import ESocketTimeout, WinSocketStream
+from .threads import ServerClientThread
 from .var import Var
-from .winsock import ClientWinSocket, CustomWinSocket, ServerClientWinSocket, ServerWinSocket
+from .winsock import CustomWinSocket
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ClientSocket", "ServerSocket", "CustomWinSocket", "ClientWinSocket", "ServerWinSocket",
-    "ServerClientWinSocket", "ESocketError", "Var", "ClientType", "ServerType", "ErrorEvent",
+    "ServerClientWinSocket", "ServerClientThread", "WinSocketStream", "ESocketTimeout",
+    "ESocketError", "Var", "ClientType", "ServerType", "ErrorEvent",
     "SocketEvent", "LookupState", "SocketState", "ctNonBlocking", "ctBlocking", "stNonBlocking",
     "stThreadBlocking", "eeGeneral", "eeSend", "eeReceive", "eeConnect", "eeDisconnect",
     "eeAccept", "eeLookup", "SD_RECEIVE", "SD_SEND", "SD_BOTH", "SetExceptionHook",

@@ -18,15 +18,24 @@ from PySide6.QtCore import QObject, Signal
 
 from ._designtime import in_designer
 from ._pump import current_pump
+from .clientwinsock import ClientWinSocket
 from .enums import (
-    ClientType, ErrorEvent, ServerType, SocketState, seConnect, seConnecting, seDisconnect,
-    seListen, seLookup, seRead, seWrite,
+    ClientType,
+    ErrorEvent,
+    ServerType,
+    SocketState,
+    seConnect,
+    seConnecting,
+    seDisconnect,
+    seListen,
+    seLookup,
+    seRead,
+    seWrite,
 )
 from .errors import ESocketError
+from .serverwinsock import ServerClientWinSocket, ServerWinSocket
 from .var import Var
-from .winsock import (
-    ClientWinSocket, CustomWinSocket, ServerClientWinSocket, ServerWinSocket, seHalfClose,
-)
+from .winsock import CustomWinSocket, seHalfClose
 
 __all__ = ["ClientSocket", "ServerSocket"]
 
@@ -54,6 +63,7 @@ class _SocketComponent(QObject):
         self._port = 0
         self._service = ""
         self._stored_active = False
+        self._active = False  # set by the events, before the handlers run (as the VCL)
         self._loading = True
         try:
             current_pump().call_soon(self._end_loading)
@@ -75,7 +85,7 @@ class _SocketComponent(QObject):
             self.Open()
 
     def _is_active(self) -> bool:
-        raise NotImplementedError
+        return self._active
 
     def _change(self, old: Any, new: Any) -> bool:
         """True when ``new`` differs from ``old``; raises if it may not change now."""
@@ -95,9 +105,9 @@ class _SocketComponent(QObject):
     @property
     def Active(self) -> bool:
         """True while connected (client) or listening (server). Setting it opens or closes."""
-        if self._loading or in_designer():
+        if in_designer():
             return self._stored_active
-        return self._is_active()
+        return self._active or (self._loading and self._stored_active)
 
     @Active.setter
     def Active(self, value: bool) -> None:
@@ -169,7 +179,6 @@ class ClientSocket(_SocketComponent):
         self._socket = ClientWinSocket()
         self._socket._event_sink = self._socket_event
         self._socket._error_sink = self._socket_error
-        self._active = False
         self._emit = {
             seLookup: self.OnLookup.emit, seConnecting: self.OnConnecting.emit,
             seConnect: self.OnConnect.emit, seRead: self.OnRead.emit,
@@ -181,9 +190,6 @@ class ClientSocket(_SocketComponent):
     def Socket(self) -> ClientWinSocket:
         """The socket object: data methods (SendText, ReceiveText, …) and addresses."""
         return self._socket
-
-    def _is_active(self) -> bool:
-        return self._socket.Connected
 
     @property
     def Host(self) -> str:
@@ -206,6 +212,19 @@ class ClientSocket(_SocketComponent):
         self._socket.ClientType = value  # type: ignore[assignment]
 
     @property
+    def ConnectTimeout(self) -> int:
+        """Milliseconds allowed from Open to OnConnect, lookup included; 0 (default) leaves it
+        to the OS. Expiry is ``OnError(eeConnect, 10060)`` then ``OnDisconnect`` (beyond the VCL;
+        no extra thread in non-blocking mode)."""
+        return int(self._socket.ConnectTimeout)
+
+    @ConnectTimeout.setter
+    def ConnectTimeout(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ESocketError(f"Invalid ConnectTimeout {value!r}: must be an int >= 0 (ms)")
+        self._socket.ConnectTimeout = value
+
+    @property
     def AllowHalfClose(self) -> bool:
         """When the peer finishes sending, fire OnHalfClose and keep the socket open (beyond the
         VCL); the application calls Close() when its reply is done. Default False: the peer's
@@ -218,7 +237,11 @@ class ClientSocket(_SocketComponent):
         self._socket.AllowHalfClose = bool(value)
 
     def Open(self) -> None:
-        """Connect (``Active := True``); a no-op when already connected or connecting."""
+        """Connect (``Active := True``); a no-op when already connected or connecting.
+
+        ctBlocking: returns after OnLookup, OnConnecting and OnConnect, or raises the
+        ``ESocketError`` (after OnError and OnDisconnect) when the connection fails.
+        """
         if self._socket.State != SocketState.ssClosed:
             return
         self._socket.Open(self._host, self._address, self._service, self._port)
@@ -270,6 +293,8 @@ class ServerSocket(_SocketComponent):
         self._socket.client_error_sink = self._client_error
         self._socket.get_socket_hook = self._get_socket
         self._socket.accept_hook = self._accept
+        self._socket.get_thread_hook = self._get_thread
+        self._socket.thread_event_sink = self._thread_event
         server = self._socket
         self._emit = {
             seConnect: self.OnClientConnect.emit, seRead: self.OnClientRead.emit,
@@ -282,9 +307,6 @@ class ServerSocket(_SocketComponent):
     def Socket(self) -> ServerWinSocket:
         """The listening socket object: Connections, ActiveConnections, …"""
         return self._socket
-
-    def _is_active(self) -> bool:
-        return self._socket.Connected
 
     @property
     def ServerType(self) -> ServerType:
@@ -329,7 +351,10 @@ class ServerSocket(_SocketComponent):
 
     def _listener_event(self, socket: CustomWinSocket, event: int) -> None:
         if event == seListen:
+            self._active = True
             self.OnListen.emit(self, socket)
+        elif event == seDisconnect:
+            self._active = False
 
     def _get_socket(self, handle: int) -> Optional[ServerClientWinSocket]:
         cell: Var[Optional[ServerClientWinSocket]] = Var(None)
@@ -341,6 +366,14 @@ class ServerSocket(_SocketComponent):
 
     def _accept(self, client: ServerClientWinSocket) -> None:
         self.OnAccept.emit(self, client)
+
+    def _get_thread(self, client: ServerClientWinSocket) -> Any:
+        cell: Var[Any] = Var(None)
+        self.OnGetThread.emit(self._server, client, cell)
+        return cell.value
+
+    def _thread_event(self, thread: Any, started: bool) -> None:
+        (self.OnThreadStart if started else self.OnThreadEnd).emit(self._server, thread)
 
     def _client_event(self, socket: CustomWinSocket, event: int) -> None:
         emit = self._emit.get(event)

@@ -116,7 +116,8 @@ class ESocketError(OSError):
     def from_code(cls, code: int, api: str, native_errno: Optional[int] = None) -> "ESocketError":
         """Build the VCL-shaped ``Windows socket error: <text> (<code>), on API '<api>'``."""
         text = error_text(native_errno, code)
-        return cls(f"Windows socket error: {text} ({code}), on API '{api}'", code, native_errno, api)
+        message = f"Windows socket error: {text} ({code}), on API '{api}'"
+        return cls(message, code, native_errno, api)
 
     @classmethod
     def from_os_error(cls, exc: BaseException, api: str) -> "ESocketError":

@@ -1,4 +1,4 @@
-"""The socket objects: ``CustomWinSocket`` and its client, server-client and listening kinds.
+"""``CustomWinSocket``: the base of every socket object (client, server-client, listening).
 
 A socket object owns one OS socket, its receive buffer and its send queue (the transport, in
 asyncio's terms); the components (:mod:`sockcomp.components`) only turn the notifications a socket
@@ -23,48 +23,45 @@ Delivery rules (Winsock's, which ScktComp inherits, with the library's fixes):
 from __future__ import annotations
 
 import errno
-import io
 import socket
+import sys
 import threading
 from collections import deque
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Optional
 
 from ._pump import READ, WRITE, Pump, current_pump
-from ._resolve import AddrInfo, Lookup, lookup_async, lookup_numeric
+from ._sendqueue import (
+    DROP,
+    RECEIVE_CHUNK,
+    SHUTDOWN,
+    STREAM_CHUNK,
+    Closer,
+    QueuedStream,
+    close_quietly,
+)
 from .enums import (
-    ClientType, ErrorEvent, LookupState, ServerType, SocketEvent, SocketState, eeConnect,
-    eeDisconnect, eeLookup, eeSend, seConnect, seConnecting, seDisconnect, seListen, seLookup,
-    seRead, seWrite,
+    ErrorEvent,
+    SocketState,
+    eeDisconnect,
+    eeReceive,
+    eeSend,
+    seDisconnect,
+    seRead,
+    seWrite,
 )
-from .errors import (
-    WSAENOADDRESS, WSAESHUTDOWN, ESocketError, HandleException, wsa_code,
-)
+from .errors import WSAESHUTDOWN, ESocketError, HandleException, wsa_code
 from .var import Var
 
-__all__ = [
-    "CustomWinSocket", "ClientWinSocket", "ServerClientWinSocket", "ServerWinSocket",
-    "RECEIVE_HIGH_WATER", "seHalfClose",
-]
+__all__ = ["CustomWinSocket", "RECEIVE_HIGH_WATER", "seHalfClose", "EventSink", "ErrorSink"]
 
 #: Unread bytes a socket buffers before it stops reading from the kernel.
 RECEIVE_HIGH_WATER = 4 * 1024 * 1024
-#: Bytes asked from the kernel per read.
-RECEIVE_CHUNK = 256 * 1024
-#: Bytes read from a stream per send.
-STREAM_CHUNK = 64 * 1024
-#: Longest a closed socket keeps flushing queued bytes to a peer that does not read (ms).
-CLOSE_FLUSH_TIMEOUT_MS = 60_000
 
 #: sockcomp's extra notification: the peer finished sending and ``AllowHalfClose`` is on.
 seHalfClose = 8
 
 EventSink = Callable[["CustomWinSocket", int], None]
 ErrorSink = Callable[["CustomWinSocket", ErrorEvent, Var[int]], None]
-
-_SHUTDOWN = object()  # send-queue marker: shutdown(SHUT_WR) here
-_DROP = object()      # send-queue marker: close the socket here (SendStreamThenDrop)
-
-_CONNECT_PENDING = {errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN, errno.EALREADY}
 
 
 def _no_event(sock: "CustomWinSocket", event: int) -> None:
@@ -80,30 +77,6 @@ def _plain_address(addr: str) -> str:
     if addr.startswith("::ffff:") and "." in addr:
         return addr[7:]
     return addr.split("%", 1)[0] if addr.startswith("fe80") else addr
-
-
-class _Stream:
-    """A file-like object queued by SendStream, read in chunks as the socket drains."""
-
-    __slots__ = ("file", "pending")
-
-    def __init__(self, file: Any) -> None:
-        self.file = file
-        self.pending: Optional[memoryview] = None
-
-    def next_chunk(self) -> Optional[memoryview]:
-        if self.pending is None or not len(self.pending):
-            data = self.file.read(STREAM_CHUNK)
-            if not data:
-                return None
-            self.pending = memoryview(data if isinstance(data, bytes) else bytes(data))
-        return self.pending
-
-    def close(self) -> None:
-        try:
-            self.file.close()
-        except Exception as exc:  # the stream's own problem: report, keep going
-            HandleException(exc)
 
 
 class _LockGuard:
@@ -126,12 +99,20 @@ class CustomWinSocket:
 
     Addresses are read live from the OS socket: ``LocalAddress``/``RemoteAddress`` are ``''``
     and ``LocalPort`` is ``-1`` once the socket is closed. ``Data`` is free for the application.
+
+    Blocking sockets (``ctBlocking`` clients, ``stThreadBlocking`` server clients) send with
+    blocking calls; ``ReceiveBuf`` and ``ReceiveBytes(count)`` wait for data, while
+    ``ReceiveText()``/``ReceiveBytes()`` return what is there now (as the VCL's ReceiveText).
+    Sending from one thread while another reads is safe.
     """
+
+    receive_high_water = RECEIVE_HIGH_WATER
 
     def __init__(self, sock: Optional[socket.socket] = None) -> None:
         self._sock: Optional[socket.socket] = sock
         self._pump: Optional[Pump] = None
         self._lock = threading.RLock()
+        self._send_lock = threading.Lock()
         self._state = SocketState.ssConnected if sock is not None else SocketState.ssClosed
         self._event_sink: EventSink = _no_event
         self._error_sink: ErrorSink = _no_error
@@ -326,10 +307,12 @@ class CustomWinSocket:
         if sock is None or self._eof or self._reading_stopped:
             return
         try:
-            data = sock.recv(RECEIVE_CHUNK)
+            data = sock.recv(RECEIVE_CHUNK, socket.MSG_DONTWAIT if self._blocking else 0)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
+            if self._state == SocketState.ssClosed:
+                return  # closed by another thread meanwhile
             self._fail(eeDisconnect, exc, "recv")
             return
         if not data:
@@ -337,20 +320,26 @@ class CustomWinSocket:
             self._update_interest()
             self._peer_closed()
             return
-        self._rchunks.append(data)
-        self._rlen += len(data)
+        with self._lock:
+            self._rchunks.append(data)
+            self._rlen += len(data)
+            notify = not self._read_notified
+            self._read_notified = True
         if self._rlen >= RECEIVE_HIGH_WATER:
             self._update_interest()
-        if not self._read_notified:
-            self._read_notified = True
+        if notify:
             self._fire(seRead)
 
     def _consumed(self) -> None:
         """The application read: Winsock re-posts FD_READ (later) if bytes remain."""
         self._read_notified = False
-        if self._rlen and not self._renotify_pending and self._pump is not None:
+        pump = self._pump
+        if self._rlen and not self._renotify_pending and pump is not None:
             self._renotify_pending = True
-            self._pump.call_soon(self._renotify)
+            if pump.in_own_thread():
+                pump.call_soon(self._renotify)
+            else:
+                pump.call_soon_threadsafe(self._renotify)
         if self._mask & READ == 0:
             self._update_interest()
 
@@ -381,18 +370,45 @@ class CustomWinSocket:
         self._rlen -= len(out)
         return bytes(out)
 
-    def _blocking_recv(self, count: int) -> bytes:  # overridden for blocking sockets
-        raise NotImplementedError
+    def _blocking_recv(self, count: int, wait: bool) -> Optional[bytes]:
+        """Blocking socket: read from the OS; ``None`` when not waiting and nothing is there."""
+        sock = self._sock
+        if sock is None or self._eof:
+            return b""
+        try:
+            data = sock.recv(count, 0 if wait else socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return None
+        except OSError as exc:
+            if self._state == SocketState.ssClosed:
+                return b""
+            self._fail(eeReceive, exc, "recv", raise_=True)
+            return b""
+        if not data:
+            self._eof = True
+        return data
 
     def ReceiveLength(self) -> int:
         """Bytes that can be read now without waiting."""
+        if self._blocking and self._sock is not None and not self._eof:
+            import fcntl
+            import termios
+            try:
+                pending = bytearray(4)
+                fcntl.ioctl(self._sock.fileno(), termios.FIONREAD, pending)
+                return self._rlen + int.from_bytes(pending, sys.byteorder)
+            except OSError:
+                pass
         return self._rlen
 
     def ReceiveBytes(self, count: Optional[int] = None) -> bytes:
-        """Read up to ``count`` pending bytes (all when ``None``); ``b''`` when none (beyond the VCL)."""
+        """Read up to ``count`` pending bytes (all when ``None``), ``b''`` when there are none.
+
+        Beyond the VCL. On a blocking socket an explicit ``count`` waits for data.
+        """
         with self._lock:
-            if self._blocking and not self._rlen and self._sock is not None:
-                return self._blocking_recv(count if count is not None else RECEIVE_CHUNK)
+            if self._blocking and not self._rlen:
+                return self._blocking_recv(count or RECEIVE_CHUNK, wait=count is not None) or b""
             if not self._rlen:
                 if self._read_notified:
                     self._consumed()
@@ -416,6 +432,10 @@ class CustomWinSocket:
             return 0
         if want <= 0:
             return 0
+        if self._blocking and not self._rlen:
+            data = self._blocking_recv(want, wait=True) or b""
+            view[:len(data)] = data
+            return len(data)
         data = self.ReceiveBytes(want)
         if not data:
             return 0 if self._eof or self._sock is None else -1
@@ -444,8 +464,7 @@ class CustomWinSocket:
     # ------------------------------------------------------------------ sending
     def _can_send(self) -> bool:
         return self._sock is not None and self._state in (
-            SocketState.ssConnected, SocketState.ssHalfClosed) and not self._disconnecting \
-            and not self._dropping
+            SocketState.ssConnected, SocketState.ssHalfClosed) and not self._dropping
 
     def SendBuf(self, buf: Any, count: Optional[int] = None) -> int:
         """Send ``count`` bytes of ``buf`` (all when ``None``); returns the bytes accepted.
@@ -454,6 +473,8 @@ class CustomWinSocket:
         flushed in order. Returns 0 when not connected (as the VCL). After ``Shutdown(SD_SEND)``
         raises ``ESocketError`` (10058).
         """
+        if self._blocking:
+            return self._blocking_send(buf, count)
         with self._lock:
             if not self._can_send():
                 return 0
@@ -467,8 +488,6 @@ class CustomWinSocket:
                 return 0
             if self._send_closed:
                 raise ESocketError.from_code(WSAESHUTDOWN, "send", errno.ESHUTDOWN)
-            if self._blocking:
-                return self._blocking_send(view)
             immutable = isinstance(buf, bytes)
             if self._squeue:
                 self._squeue.append(view if immutable else bytes(view))
@@ -490,8 +509,31 @@ class CustomWinSocket:
                 self._update_interest()
             return n
 
-    def _blocking_send(self, view: memoryview) -> int:  # overridden for blocking sockets
-        raise NotImplementedError
+    def _blocking_send(self, buf: Any, count: Optional[int] = None) -> int:
+        """Blocking socket: send everything before returning (other threads may read meanwhile)."""
+        if not self._can_send():
+            return 0
+        if isinstance(buf, str):
+            raise TypeError("SendBuf takes bytes-like data; use SendText for str")
+        view = memoryview(buf).cast("B")
+        if count is not None:
+            view = view[:max(count, 0)]
+        if not len(view):
+            return 0
+        if self._send_closed:
+            raise ESocketError.from_code(WSAESHUTDOWN, "send", errno.ESHUTDOWN)
+        sock = self._sock
+        try:
+            with self._send_lock:
+                if sock is None:
+                    return 0
+                sock.sendall(view)
+        except OSError as exc:
+            if self._state == SocketState.ssClosed:
+                return 0
+            self._fail(eeSend, exc, "send", raise_=True)
+            return -1
+        return len(view)
 
     def SendText(self, text: str) -> int:
         """Send ``text`` encoded with ``Encoding``; returns the number of bytes accepted."""
@@ -516,18 +558,19 @@ class CustomWinSocket:
             if not self._can_send() or self._send_closed:
                 return False
             if self._blocking:
-                while True:
-                    data = stream.read(STREAM_CHUNK)
-                    if not data:
-                        break
-                    self._blocking_send(memoryview(data))
-                _Stream(stream).close()
+                try:
+                    while True:
+                        data = stream.read(STREAM_CHUNK)
+                        if not data or self._blocking_send(data) <= 0:
+                            break
+                finally:
+                    QueuedStream(stream).close()
                 if drop:
                     self.Close()
                 return True
-            self._squeue.append(_Stream(stream))
+            self._squeue.append(QueuedStream(stream))
             if drop:
-                self._squeue.append(_DROP)
+                self._squeue.append(DROP)
                 self._dropping = True
             self._flush()
             return True
@@ -548,7 +591,7 @@ class CustomWinSocket:
             if how in (socket.SHUT_WR, socket.SHUT_RDWR) and not self._send_closed:
                 self._send_closed = True
                 if self._squeue:
-                    self._squeue.append(_SHUTDOWN)
+                    self._squeue.append(SHUTDOWN)
                 else:
                     try:
                         self._sock.shutdown(socket.SHUT_WR)
@@ -561,18 +604,18 @@ class CustomWinSocket:
         queue = self._squeue
         while queue and sock is not None:
             item = queue[0]
-            if item is _SHUTDOWN:
+            if item is SHUTDOWN:
                 queue.popleft()
                 try:
                     sock.shutdown(socket.SHUT_WR)
                 except OSError:
                     pass
                 continue
-            if item is _DROP:
+            if item is DROP:
                 queue.popleft()
                 self._disconnect(graceful=True)
                 return
-            counted = not isinstance(item, _Stream)
+            counted = not isinstance(item, QueuedStream)
             if counted:
                 chunk = item
             else:
@@ -664,494 +707,17 @@ class CustomWinSocket:
         self._reset_buffers()
         if sock is None:
             return
-        if pump is not None and not self._blocking:
-            pump.unregister(sock.fileno())
-        if graceful and queue and pump is not None and not self._blocking:
-            _Closer(sock, queue, pump)
-            return
-        for item in queue:
-            if isinstance(item, _Stream):
-                item.close()
-        _close_quietly(sock, graceful)
-
-
-def _close_quietly(sock: socket.socket, graceful: bool) -> None:
-    """Close an OS socket; a graceful close first drains unread input so Linux sends FIN, not RST."""
-    try:
-        if graceful:
-            sock.setblocking(False)
-            for _ in range(64):
-                if not sock.recv(RECEIVE_CHUNK):
-                    break
-        else:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
-    except OSError:
-        pass
-    sock.close()
-
-
-class _Closer:
-    """Finishes a graceful close in the background: flush the queue, then close the OS socket."""
-
-    def __init__(self, sock: socket.socket, queue: deque[Any], pump: Pump) -> None:
-        from PySide6.QtCore import QTimer
-        self._sock = sock
-        self._queue = queue
-        self._pump = pump
-        self._fd = sock.fileno()
-        _CLOSERS.add(self)
-        pump.register(self._fd, self._on_ready, WRITE)
-        QTimer.singleShot(CLOSE_FLUSH_TIMEOUT_MS, pump, self._give_up)
-
-    def _on_ready(self, events: int) -> None:
-        queue = self._queue
-        sock = self._sock
-        while queue:
-            item = queue[0]
-            if item is _SHUTDOWN or item is _DROP:
-                queue.popleft()
-                continue
-            if isinstance(item, _Stream):
-                try:
-                    chunk = item.next_chunk()
-                except Exception:
-                    chunk = None
-                if chunk is None:
-                    queue.popleft()
-                    item.close()
-                    continue
-            else:
-                chunk = item
-            try:
-                sent = sock.send(chunk)
-            except (BlockingIOError, InterruptedError):
-                return
+        if self._blocking:
+            try:  # wake any thread blocked on this socket before the descriptor goes away
+                sock.shutdown(socket.SHUT_RDWR)
             except OSError:
-                self._finish(graceful=False)
+                pass
+        elif pump is not None:
+            pump.unregister(sock.fileno())
+            if graceful and queue:
+                Closer(sock, queue, pump)
                 return
-            if isinstance(item, _Stream):
-                item.pending = chunk[sent:]
-                if sent < len(chunk):
-                    return
-            elif sent < len(chunk):
-                queue[0] = memoryview(chunk)[sent:]
-                return
-            else:
-                queue.popleft()
-        self._finish(graceful=True)
-
-    def _give_up(self) -> None:
-        if self in _CLOSERS:
-            self._finish(graceful=False)
-
-    def _finish(self, graceful: bool) -> None:
-        if self not in _CLOSERS:
-            return
-        _CLOSERS.discard(self)
-        self._pump.unregister(self._fd)
-        for item in self._queue:
-            if isinstance(item, _Stream):
+        for item in queue:
+            if isinstance(item, QueuedStream):
                 item.close()
-        self._queue.clear()
-        _close_quietly(self._sock, graceful)
-
-
-_CLOSERS: set[_Closer] = set()
-
-
-class ClientWinSocket(CustomWinSocket):
-    """The socket of a ClientSocket: looks up, connects, then reads and writes."""
-
-    def __init__(self, sock: Optional[socket.socket] = None) -> None:
-        super().__init__(sock)
-        self._client_type = ClientType.ctNonBlocking
-        self._lookup: Optional[Lookup] = None
-        self._lookup_state = LookupState.lsIdle
-        self._addresses: list[AddrInfo] = []
-        self._connect_error: Optional[OSError] = None
-
-    @property
-    def ClientType(self) -> ClientType:
-        """ctNonBlocking (events) or ctBlocking (calls block); not changeable while connected."""
-        return self._client_type
-
-    @ClientType.setter
-    def ClientType(self, value: Union[ClientType, int]) -> None:
-        value = ClientType(int(value))
-        if value != self._client_type:
-            if self.Connected:
-                raise ESocketError("Can't change value while socket is active")
-            self._client_type = value
-
-    @property
-    def LookupState(self) -> LookupState:
-        """Progress of the asynchronous host lookup."""
-        return self._lookup_state
-
-    def Open(self, Host: str, Address: str, Service: str, Port: int,
-             Block: Optional[bool] = None) -> None:
-        """Connect: Host (looked up off-thread) beats Address; Service beats Port.
-
-        Non-blocking: OnLookup fires now; with a numeric Address OnConnecting too, and the rest
-        follows from the event loop. A missing address, or a bad numeric address or service, is
-        reported at once (OnError(eeLookup), OnDisconnect) and raised unless the handler set
-        ``ErrorCode.value = 0``.
-        """
-        if self._state != SocketState.ssClosed:
-            raise ESocketError("Socket already open")
-        if Block is not None and Block != (self._client_type == ClientType.ctBlocking):
-            self._client_type = ClientType.ctBlocking if Block else ClientType.ctNonBlocking
-        self._blocking = self._client_type == ClientType.ctBlocking
-        if self._pump is None and not self._blocking:
-            self._pump = current_pump()
-        self._state = SocketState.ssLookup
-        self._fire(seLookup)
-        if self._state != SocketState.ssLookup:
-            return  # closed from OnLookup
-        port: Union[int, str] = Service if Service else Port
-        if Host:
-            if self._blocking:
-                self._lookup_blocking(Host, port)
-                return
-            self._lookup_state = LookupState.lsLookupAddress
-            assert self._pump is not None
-            self._lookup = lookup_async(self._pump, Host, port, self._lookup_done)
-            return
-        if not Address:
-            self._lookup_failed(None, "", synchronous=True)
-            return
-        try:
-            infos = lookup_numeric(Address, port)
-        except socket.gaierror as exc:
-            api = "getservbyname" if exc.errno == getattr(socket, "EAI_SERVICE", None) else \
-                "inet_pton"
-            self._lookup_failed(exc, api, synchronous=True)
-            return
-        self._connect(infos)
-
-    def _lookup_blocking(self, host: str, port: Union[int, str]) -> None:
-        raise NotImplementedError("ctBlocking arrives with the blocking-modes work")
-
-    def _lookup_done(self, infos: Optional[list[AddrInfo]], error: Optional[OSError]) -> None:
-        self._lookup = None
-        self._lookup_state = LookupState.lsIdle
-        if self._state != SocketState.ssLookup:
-            return
-        if error is not None or not infos:
-            self._lookup_failed(error, "ASync Lookup", synchronous=False)
-            return
-        self._connect(infos)
-
-    def _lookup_failed(self, exc: Optional[BaseException], api: str, synchronous: bool) -> None:
-        code = wsa_code(exc) if exc is not None else WSAENOADDRESS
-        left = self._report_error(eeLookup, code)
-        self._disconnect(graceful=False)
-        if not left:
-            return
-        if exc is None:
-            err = ESocketError("No address specified", WSAENOADDRESS)
-        else:
-            err = ESocketError.from_code(left, api, getattr(exc, "errno", None))
-        if synchronous:
-            raise err
-        HandleException(err)
-
-    def _cancel_pending(self) -> None:
-        if self._lookup is not None:
-            self._lookup.cancel()
-            self._lookup = None
-            self._lookup_state = LookupState.lsIdle
-
-    # -- connecting ------------------------------------------------------------------------
-    def _connect(self, infos: list[AddrInfo]) -> None:
-        self._addresses = list(infos)
-        self._connect_error = None
-        self._state = SocketState.ssConnecting
-        self._try_next_address(first=True)
-
-    def _try_next_address(self, first: bool = False) -> None:
-        while self._addresses and self._state == SocketState.ssConnecting:
-            family, type_, proto, _, sockaddr = self._addresses.pop(0)
-            try:
-                sock = socket.socket(family, type_, proto)
-            except OSError as exc:
-                self._connect_error = exc
-                continue
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._sock = sock
-            if first:
-                first = False
-                self._fire(seConnecting)
-                if self._state != SocketState.ssConnecting or self._sock is not sock:
-                    return  # closed from OnConnecting
-            if self._blocking:
-                if self._connect_blocking(sock, sockaddr):
-                    return
-                continue
-            sock.setblocking(False)
-            err = sock.connect_ex(sockaddr)
-            if err == 0 or err in _CONNECT_PENDING:
-                self._attach(WRITE)
-                return
-            self._connect_error = OSError(err, errno.errorcode.get(err, str(err)))
-            self._sock = None
-            sock.close()
-        if self._state == SocketState.ssConnecting:
-            error = self._connect_error or OSError(errno.ECONNREFUSED, "Connection refused")
-            if self._blocking:
-                self._fail(eeConnect, error, "connect", raise_=True)
-            else:
-                assert self._pump is not None
-                self._pump.call_soon(self._connect_failed_later, error)
-
-    def _connect_blocking(self, sock: socket.socket, sockaddr: Any) -> bool:
-        raise NotImplementedError("ctBlocking arrives with the blocking-modes work")
-
-    def _connect_failed_later(self, error: OSError) -> None:
-        if self._state == SocketState.ssConnecting and self._sock is None:
-            self._fail(eeConnect, error, "connect")
-
-    def _on_connect_ready(self) -> None:
-        sock = self._sock
-        assert sock is not None
-        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err == 0:
-            try:
-                sock.getpeername()
-            except OSError as exc:
-                if exc.errno == errno.ENOTCONN:
-                    return  # spurious readiness: still connecting
-                err = exc.errno or errno.ECONNREFUSED
-        if err:
-            assert self._pump is not None
-            self._pump.unregister(sock.fileno())
-            self._sock = None
-            sock.close()
-            self._connect_error = OSError(err, errno.errorcode.get(err, str(err)))
-            if self._addresses:
-                self._try_next_address()
-            else:
-                self._fail(eeConnect, self._connect_error, "connect")
-            return
-        self._addresses = []
-        self._state = SocketState.ssConnected
-        self._update_interest()
-        self._fire(seConnect)
-        if self._state == SocketState.ssConnected and not self._squeue:
-            self._fire(seWrite)
-
-
-class ServerClientWinSocket(CustomWinSocket):
-    """The server's end of one accepted connection.
-
-    ``ServerClientWinSocket(Socket, ServerWinSocket)`` is what an OnGetSocket handler calls
-    (``Socket`` is the handle it was given); subclasses may add state and methods.
-    """
-
-    def __init__(self, Socket: Union[int, socket.socket], ServerWinSocket: "ServerWinSocket") -> None:
-        if isinstance(Socket, socket.socket):
-            sock = Socket
-        else:
-            sock = ServerWinSocket._pending.pop(Socket, None) or socket.socket(fileno=Socket)
-        super().__init__(sock)
-        self._server = ServerWinSocket
-        self.AllowHalfClose = ServerWinSocket.AllowHalfClose
-        self._event_sink = ServerWinSocket._client_event
-        self._error_sink = ServerWinSocket._client_error
-        self._blocking = ServerWinSocket.ServerType == ServerType.stThreadBlocking
-        ServerWinSocket._connections.append(self)
-        if not self._blocking:
-            sock.setblocking(False)
-            self._pump = ServerWinSocket._pump
-            self._attach(READ)
-
-    @property
-    def ServerWinSocket(self) -> "ServerWinSocket":
-        """The listening socket that accepted this connection."""
-        return self._server
-
-    def _after_disconnect(self) -> None:
-        self._server._remove(self)
-
-
-class ServerWinSocket(CustomWinSocket):
-    """The listening socket of a ServerSocket: accepts clients and keeps ``Connections``."""
-
-    def __init__(self, sock: Optional[socket.socket] = None) -> None:
-        super().__init__(sock)
-        self._server_type = ServerType.stNonBlocking
-        self._connections: list[ServerClientWinSocket] = []
-        self._pending: dict[int, socket.socket] = {}
-        self.ThreadCacheSize = 0
-        #: Where the server reports client notifications (set by the ServerSocket component).
-        self.client_event_sink: EventSink = _no_event
-        self.client_error_sink: ErrorSink = _no_error
-        #: Asked for each accepted handle: returns the ServerClientWinSocket to use, or None.
-        self.get_socket_hook: Callable[[int], Optional[ServerClientWinSocket]] = lambda fd: None
-        #: Told about each new client after OnGetSocket (fires OnAccept in the component).
-        self.accept_hook: Callable[[ServerClientWinSocket], None] = lambda client: None
-
-    @property
-    def ServerType(self) -> ServerType:
-        """stNonBlocking or stThreadBlocking; not changeable while listening."""
-        return self._server_type
-
-    @ServerType.setter
-    def ServerType(self, value: Union[ServerType, int]) -> None:
-        value = ServerType(int(value))
-        if value != self._server_type:
-            if self.Connected:
-                raise ESocketError("Can't change value while socket is active")
-            self._server_type = value
-
-    @property
-    def Connections(self) -> list[ServerClientWinSocket]:
-        """The live client connections (a copy; a closed client leaves it as soon as its
-        OnClientDisconnect handler has returned)."""
-        return list(self._connections)
-
-    @property
-    def ActiveConnections(self) -> int:
-        """How many clients are connected."""
-        return len(self._connections)
-
-    def _client_event(self, client: CustomWinSocket, event: int) -> None:
-        self.client_event_sink(client, event)
-
-    def _client_error(self, client: CustomWinSocket, event: ErrorEvent, code: Var[int]) -> None:
-        self.client_error_sink(client, event, code)
-
-    def _remove(self, client: ServerClientWinSocket) -> None:
-        try:
-            self._connections.remove(client)
-        except ValueError:
-            pass
-
-    # -- listening -------------------------------------------------------------------------
-    def Listen(self, Address: str, Service: str, Port: int, QueueSize: int = socket.SOMAXCONN) -> None:
-        """Bind and listen. '' listens on every interface, IPv6 and IPv4 alike.
-
-        Errors (port in use, unknown service, bad address) raise ``ESocketError`` to the caller;
-        OnListen fires after bind, before ``listen()``, as in the VCL.
-        """
-        if self._state != SocketState.ssClosed:
-            raise ESocketError("Can't listen on an open socket")
-        port: Union[int, str] = Service if Service else Port
-        if isinstance(port, str) and not port.isdigit():
-            try:
-                port = socket.getservbyname(port, "tcp")
-            except OSError as exc:
-                raise ESocketError.from_code(10109, "getservbyname") from exc
-        sock = self._bind(Address, int(port))
-        self._sock = sock
-        self._blocking = self._server_type == ServerType.stThreadBlocking
-        self._state = SocketState.ssListening
-        self._fire(seListen)
-        if self._sock is not sock:
-            return  # closed from OnListen
-        try:
-            sock.listen(QueueSize)
-        except OSError as exc:
-            self._release(graceful=False)
-            raise ESocketError.from_os_error(exc, "listen") from exc
-        if not self._blocking:
-            sock.setblocking(False)
-            self._attach(READ)
-
-    def _bind(self, address: str, port: int) -> socket.socket:
-        if address:
-            try:
-                infos = socket.getaddrinfo(address, port, socket.AF_UNSPEC, socket.SOCK_STREAM,
-                                           0, socket.AI_PASSIVE)
-            except socket.gaierror as exc:
-                raise ESocketError.from_os_error(exc, "getaddrinfo") from exc
-            family, type_, proto, _, sockaddr = infos[0]
-            candidates = [(family, sockaddr, False)]
-        else:
-            candidates = []
-            if socket.has_ipv6:
-                candidates.append((socket.AF_INET6, ("::", port, 0, 0), True))
-            candidates.append((socket.AF_INET, ("0.0.0.0", port), False))
-        last: Optional[OSError] = None
-        for family, sockaddr, dual in candidates:
-            try:
-                sock = socket.socket(family, socket.SOCK_STREAM)
-            except OSError as exc:
-                last = exc
-                continue
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if dual:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-                sock.bind(sockaddr)
-                return sock
-            except OSError as exc:
-                sock.close()
-                last = exc
-                if exc.errno == errno.EADDRINUSE:
-                    break
-        assert last is not None
-        raise ESocketError.from_os_error(last, "bind") from last
-
-    def _on_ready(self, events: int) -> None:
-        sock = self._sock
-        if sock is None:
-            return
-        for _ in range(64):
-            try:
-                conn, _addr = sock.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as exc:
-                if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
-                    continue
-                self._accept_failed(exc)
-                return
-            self._accepted(conn)
-            if self._sock is not sock:
-                return
-
-    def _accept_failed(self, exc: OSError) -> None:
-        """Out of descriptors or similar: report, and pause accepting briefly (no busy loop)."""
-        from PySide6.QtCore import QTimer
-        HandleException(ESocketError.from_os_error(exc, "accept"))
-        sock = self._sock
-        if sock is not None and self._pump is not None:
-            self._pump.modify(sock.fileno(), 0)
-            QTimer.singleShot(100, self._pump, self._resume_accept)
-
-    def _resume_accept(self) -> None:
-        if self._sock is not None and self._pump is not None:
-            self._pump.modify(self._sock.fileno(), READ)
-
-    def _accepted(self, conn: socket.socket) -> None:
-        conn.setblocking(False)
-        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        fd = conn.fileno()
-        self._pending[fd] = conn
-        try:
-            client = self.get_socket_hook(fd)
-            if client is None:
-                client = ServerClientWinSocket(conn, self)
-        except BaseException:
-            if self._pending.pop(fd, None) is conn:
-                conn.close()
-            raise
-        self._pending.pop(fd, None)
-        self.accept_hook(client)
-        if client.Connected:
-            client._fire(seConnect)
-        if client.Connected and not client._squeue and not client._blocking:
-            client._fire(seWrite)
-
-    def _release(self, graceful: bool) -> None:
-        super()._release(graceful)
-
-    def Close(self) -> None:
-        """Stop listening: every client is closed (OnClientDisconnect each), the port is freed."""
-        with self._lock:
-            if self._state == SocketState.ssClosed or self._disconnecting:
-                return
-            for client in reversed(list(self._connections)):
-                client.Close()
-            self._disconnect(graceful=False)
+        close_quietly(sock, graceful)

@@ -8,11 +8,11 @@ DESIGN_NAMES = {
     "ServerClientWinSocket", "CustomWinSocket", "ESocketError", "Var", "ClientType",
     "ServerType", "ErrorEvent", "SocketEvent", "ctNonBlocking", "ctBlocking", "stNonBlocking",
     "stThreadBlocking", "eeGeneral", "eeSend", "eeReceive", "eeConnect", "eeDisconnect",
-    "eeAccept", "eeLookup",
+    "eeAccept", "eeLookup", "ServerClientThread", "WinSocketStream",
 }
 EXTRA_NAMES = {
     "SD_RECEIVE", "SD_SEND", "SD_BOTH", "SetExceptionHook", "HandleException", "LookupState",
-    "SocketState",
+    "SocketState", "ESocketTimeout",
 }
 
 
