@@ -32,6 +32,7 @@ from .enums import (
     stThreadBlocking,
 )
 from .errors import ESocketError, HandleException, SetExceptionHook
+from .framing import FrameOverflow, FramingMode, fmLine, fmNone, fmPacket, foClose, foDiscard
 from .serverwinsock import ServerClientWinSocket, ServerWinSocket
 from .stream import ESocketTimeout, WinSocketStream
 from .threads import ServerClientThread
@@ -47,5 +48,6 @@ __all__ = [
     "SocketEvent", "LookupState", "SocketState", "ctNonBlocking", "ctBlocking", "stNonBlocking",
     "stThreadBlocking", "eeGeneral", "eeSend", "eeReceive", "eeConnect", "eeDisconnect",
     "eeAccept", "eeLookup", "SD_RECEIVE", "SD_SEND", "SD_BOTH", "SetExceptionHook",
-    "HandleException",
+    "HandleException", "FramingMode", "FrameOverflow", "fmNone", "fmLine", "fmPacket", "foClose",
+    "foDiscard",
 ]

@@ -33,6 +33,7 @@ from .enums import (
     seWrite,
 )
 from .errors import ESocketError
+from .framing import FrameOverflow, FramingMode
 from .serverwinsock import ServerClientWinSocket, ServerWinSocket
 from .var import Var
 from .winsock import CustomWinSocket, seHalfClose
@@ -142,6 +143,46 @@ class _SocketComponent(QObject):
         if self._change(self._port, value):
             self._port = value
 
+    def _framing_target(self) -> CustomWinSocket:
+        raise NotImplementedError
+
+    @property
+    def Framing(self) -> FramingMode:
+        """``fmNone`` (raw: OnRead/ReceiveText), ``fmLine`` or ``fmPacket``: one event per
+        message (OnLineReceived / OnPacketReceived; server: OnClient…). Beyond the VCL."""
+        return self._framing_target().Framing
+
+    @Framing.setter
+    def Framing(self, value: Union[FramingMode, int]) -> None:
+        self._framing_target().Framing = value
+
+    @property
+    def LineEnd(self) -> str:
+        """Line terminator for ``fmLine`` and ``SendLine`` (default ``'\\n'``)."""
+        return self._framing_target().LineEnd
+
+    @LineEnd.setter
+    def LineEnd(self, value: str) -> None:
+        self._framing_target().LineEnd = value
+
+    @property
+    def MaxFrameSize(self) -> int:
+        """Longest line/packet accepted (default 1 MiB); longer is OnError(eeReceive, 10040)."""
+        return self._framing_target().MaxFrameSize
+
+    @MaxFrameSize.setter
+    def MaxFrameSize(self, value: int) -> None:
+        self._framing_target().MaxFrameSize = value
+
+    @property
+    def FrameOverflow(self) -> FrameOverflow:
+        """``foClose`` (default) closes after an oversized message; ``foDiscard`` skips it."""
+        return self._framing_target().FrameOverflow
+
+    @FrameOverflow.setter
+    def FrameOverflow(self, value: Union[FrameOverflow, int]) -> None:
+        self._framing_target().FrameOverflow = value
+
     @property
     def Service(self) -> str:
         """Service name ('http', 'echo', …) or number as text; beats Port when set."""
@@ -170,6 +211,8 @@ class ClientSocket(_SocketComponent):
     OnWrite = Signal(object, object)
     OnDisconnect = Signal(object, object)
     OnHalfClose = Signal(object, object)
+    OnLineReceived = Signal(object, object, object)
+    OnPacketReceived = Signal(object, object, object)
     OnError = Signal(object, object, object, object)
 
     def __init__(self, parent: Optional[QObject] = None) -> None:
@@ -179,6 +222,7 @@ class ClientSocket(_SocketComponent):
         self._socket = ClientWinSocket()
         self._socket._event_sink = self._socket_event
         self._socket._error_sink = self._socket_error
+        self._socket._frame_sink = self._socket_frame
         self._emit = {
             seLookup: self.OnLookup.emit, seConnecting: self.OnConnecting.emit,
             seConnect: self.OnConnect.emit, seRead: self.OnRead.emit,
@@ -209,7 +253,7 @@ class ClientSocket(_SocketComponent):
 
     @ClientType.setter
     def ClientType(self, value: Union[ClientType, int]) -> None:
-        self._socket.ClientType = value  # type: ignore[assignment]
+        self._socket.ClientType = value
 
     @property
     def ConnectTimeout(self) -> int:
@@ -261,6 +305,15 @@ class ClientSocket(_SocketComponent):
     def _socket_error(self, socket: CustomWinSocket, event: ErrorEvent, code: Var[int]) -> None:
         self.OnError.emit(self, socket, event, code)
 
+    def _socket_frame(self, socket: CustomWinSocket, message: Any) -> None:
+        if isinstance(message, str):
+            self.OnLineReceived.emit(self, socket, message)
+        else:
+            self.OnPacketReceived.emit(self, socket, message)
+
+    def _framing_target(self) -> CustomWinSocket:
+        return self._socket
+
 
 class ServerSocket(_SocketComponent):
     """A TCP server component (Delphi's ``TServerSocket``).
@@ -281,6 +334,8 @@ class ServerSocket(_SocketComponent):
     OnClientWrite = Signal(object, object)
     OnClientDisconnect = Signal(object, object)
     OnClientHalfClose = Signal(object, object)
+    OnClientLineReceived = Signal(object, object, object)
+    OnClientPacketReceived = Signal(object, object, object)
     OnClientError = Signal(object, object, object, object)
 
     def __init__(self, parent: Optional[QObject] = None) -> None:
@@ -291,6 +346,7 @@ class ServerSocket(_SocketComponent):
         self._socket._event_sink = self._listener_event
         self._socket.client_event_sink = self._client_event
         self._socket.client_error_sink = self._client_error
+        self._socket.client_frame_sink = self._client_frame
         self._socket.get_socket_hook = self._get_socket
         self._socket.accept_hook = self._accept
         self._socket.get_thread_hook = self._get_thread
@@ -315,7 +371,7 @@ class ServerSocket(_SocketComponent):
 
     @ServerType.setter
     def ServerType(self, value: Union[ServerType, int]) -> None:
-        self._socket.ServerType = value  # type: ignore[assignment]
+        self._socket.ServerType = value
 
     @property
     def ThreadCacheSize(self) -> int:
@@ -382,3 +438,12 @@ class ServerSocket(_SocketComponent):
 
     def _client_error(self, socket: CustomWinSocket, event: ErrorEvent, code: Var[int]) -> None:
         self.OnClientError.emit(self._server, socket, event, code)
+
+    def _client_frame(self, socket: CustomWinSocket, message: Any) -> None:
+        if isinstance(message, str):
+            self.OnClientLineReceived.emit(self._server, socket, message)
+        else:
+            self.OnClientPacketReceived.emit(self._server, socket, message)
+
+    def _framing_target(self) -> CustomWinSocket:
+        return self._socket

@@ -106,7 +106,7 @@ class ESocketError(OSError):
                  API: str = "") -> None:
         super().__init__(message)
         self.ErrorCode = ErrorCode
-        self.errno = native_errno  # type: ignore[misc]
+        self.errno = native_errno
         self.API = API
 
     def __str__(self) -> str:

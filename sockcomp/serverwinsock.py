@@ -17,7 +17,15 @@ from .enums import ErrorEvent, ServerType, SocketState, seConnect, seListen, seW
 from .errors import ESocketError, HandleException
 from .threads import SHUTDOWN_WAIT, ServerClientThread, Synchronizer, ThreadCache
 from .var import Var
-from .winsock import CustomWinSocket, ErrorSink, EventSink, _no_error, _no_event
+from .winsock import (
+    CustomWinSocket,
+    ErrorSink,
+    EventSink,
+    FrameSink,
+    _no_error,
+    _no_event,
+    _no_frame,
+)
 
 __all__ = ["ServerWinSocket", "ServerClientWinSocket"]
 
@@ -41,6 +49,14 @@ class ServerClientWinSocket(CustomWinSocket):
         self.AllowHalfClose = ServerWinSocket.AllowHalfClose
         self._event_sink = ServerWinSocket._client_event
         self._error_sink = ServerWinSocket._client_error
+        self._frame_sink = ServerWinSocket._client_frame
+        # the listening socket's framing settings are the defaults of its clients
+        self.Encoding = ServerWinSocket.Encoding
+        self._framing = ServerWinSocket._framing
+        self._line_end = ServerWinSocket._line_end
+        self._max_frame = ServerWinSocket._max_frame
+        self._overflow = ServerWinSocket._overflow
+        self._new_framer()
         self._blocking = ServerWinSocket.ServerType == ServerType.stThreadBlocking
         self._pump = ServerWinSocket._pump
         with ServerWinSocket._conn_lock:
@@ -74,6 +90,7 @@ class ServerWinSocket(CustomWinSocket):
         #: Where the server reports client notifications (set by the ServerSocket component).
         self.client_event_sink: EventSink = _no_event
         self.client_error_sink: ErrorSink = _no_error
+        self.client_frame_sink: FrameSink = _no_frame
         #: Asked for each accepted handle: returns the ServerClientWinSocket to use, or None.
         self.get_socket_hook: Callable[[int], Optional[ServerClientWinSocket]] = lambda fd: None
         #: Told about each new client after OnGetSocket (fires OnAccept in the component).
@@ -145,6 +162,13 @@ class ServerWinSocket(CustomWinSocket):
             sync.call(self.client_error_sink, client, event, code)
         else:
             self.client_error_sink(client, event, code)
+
+    def _client_frame(self, client: CustomWinSocket, message: Any) -> None:
+        sync = self._sync
+        if sync is not None and not sync._pump.in_own_thread():
+            sync.call(self.client_frame_sink, client, message)
+        else:
+            self.client_frame_sink(client, message)
 
     def _synchronizer(self) -> Synchronizer:
         """The Synchronizer of the component's thread (exists once the server has listened)."""

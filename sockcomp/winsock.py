@@ -50,6 +50,16 @@ from .enums import (
     seWrite,
 )
 from .errors import WSAESHUTDOWN, ESocketError, HandleException, wsa_code
+from .framing import (
+    DEFAULT_MAX_FRAME,
+    FrameError,
+    FrameOverflow,
+    Framer,
+    FramingMode,
+    LineFramer,
+    PacketFramer,
+    pack_packet,
+)
 from .var import Var
 
 __all__ = ["CustomWinSocket", "RECEIVE_HIGH_WATER", "seHalfClose", "EventSink", "ErrorSink"]
@@ -61,6 +71,7 @@ RECEIVE_HIGH_WATER = 4 * 1024 * 1024
 seHalfClose = 8
 
 EventSink = Callable[["CustomWinSocket", int], None]
+FrameSink = Callable[["CustomWinSocket", Any], None]  # a line (str) or a packet (bytes)
 ErrorSink = Callable[["CustomWinSocket", ErrorEvent, Var[int]], None]
 
 
@@ -69,6 +80,10 @@ def _no_event(sock: "CustomWinSocket", event: int) -> None:
 
 
 def _no_error(sock: "CustomWinSocket", event: ErrorEvent, code: Var[int]) -> None:
+    pass
+
+
+def _no_frame(sock: "CustomWinSocket", message: Any) -> None:
     pass
 
 
@@ -116,6 +131,12 @@ class CustomWinSocket:
         self._state = SocketState.ssConnected if sock is not None else SocketState.ssClosed
         self._event_sink: EventSink = _no_event
         self._error_sink: ErrorSink = _no_error
+        self._frame_sink: FrameSink = _no_frame
+        self._framer: Optional[Framer] = None
+        self._framing = FramingMode.fmNone
+        self._line_end = "\n"
+        self._max_frame = DEFAULT_MAX_FRAME
+        self._overflow = FrameOverflow.foClose
         self._blocking = False
         self._remote_host: Optional[str] = None
         self.Data: Any = None
@@ -161,7 +182,7 @@ class CustomWinSocket:
         if sock is None:
             return None
         try:
-            return sock.getsockname()  # type: ignore[no-any-return]
+            return sock.getsockname()
         except OSError:
             return None
 
@@ -170,7 +191,7 @@ class CustomWinSocket:
         if sock is None or not self.Connected:
             return None
         try:
-            return sock.getpeername()  # type: ignore[no-any-return]
+            return sock.getpeername()
         except OSError:
             return None
 
@@ -218,6 +239,96 @@ class CustomWinSocket:
             except OSError:
                 self._remote_host = ""
         return self._remote_host
+
+    # ------------------------------------------------------------------ framing
+    @property
+    def Framing(self) -> FramingMode:
+        """``fmNone`` (raw bytes, OnRead), ``fmLine`` or ``fmPacket`` (one event per message)."""
+        return self._framing
+
+    @Framing.setter
+    def Framing(self, value: int) -> None:
+        self._framing = FramingMode(int(value))
+        self._new_framer()
+
+    @property
+    def LineEnd(self) -> str:
+        """What ends a line in ``fmLine`` mode and after ``SendLine`` (default ``'\\n'``)."""
+        return self._line_end
+
+    @LineEnd.setter
+    def LineEnd(self, value: str) -> None:
+        if not isinstance(value, str) or not value:
+            raise ESocketError(f"Invalid LineEnd {value!r}: must be a non-empty string")
+        self._line_end = value
+        self._new_framer()
+
+    @property
+    def MaxFrameSize(self) -> int:
+        """Longest line or packet accepted, in bytes (default 1 MiB): memory stays bounded."""
+        return self._max_frame
+
+    @MaxFrameSize.setter
+    def MaxFrameSize(self, value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ESocketError(f"Invalid MaxFrameSize {value!r}: must be an int > 0")
+        self._max_frame = value
+        self._new_framer()
+
+    @property
+    def FrameOverflow(self) -> FrameOverflow:
+        """``foClose`` (default): an oversized message is OnError(eeReceive, 10040) and the
+        connection closes; ``foDiscard``: the error is reported, the message skipped."""
+        return self._overflow
+
+    @FrameOverflow.setter
+    def FrameOverflow(self, value: int) -> None:
+        self._overflow = FrameOverflow(int(value))
+        self._new_framer()
+
+    def _new_framer(self) -> None:
+        mode = self._framing
+        if mode == FramingMode.fmLine:
+            self._framer = LineFramer(self._line_end.encode(self.Encoding), self._max_frame,
+                                      self._overflow)
+        elif mode == FramingMode.fmPacket:
+            self._framer = PacketFramer(self._max_frame, self._overflow)
+        else:
+            self._framer = None
+        if self._framer is not None and self._rlen and self._pump is not None:
+            self._pump.call_soon(self._reframe)
+
+    def _reframe(self) -> None:
+        """Framing switched on with raw bytes pending: run them through the framer."""
+        framer = self._framer
+        if framer is not None and self._rlen and self.Connected:
+            self._deliver_frames(framer.feed(self._take(self._rlen)))
+
+    def _deliver_frames(self, items: list[Any]) -> None:
+        framer = self._framer
+        for item in items:
+            if self._state == SocketState.ssClosed:
+                return
+            if isinstance(item, FrameError):
+                code = self._report_error(eeReceive, item.code)
+                if framer is not None and framer.failed:
+                    self._disconnect(graceful=True)
+                if code:
+                    HandleException(ESocketError(
+                        f"Windows socket error: {item.text} ({code}), on API 'recv'", code,
+                        None, "recv"))
+            elif isinstance(framer, LineFramer):
+                self._frame_sink(self, item.decode(self.Encoding, "replace"))
+            else:
+                self._frame_sink(self, item)
+
+    def SendLine(self, text: str) -> int:
+        """Send ``text`` followed by ``LineEnd``; returns the bytes accepted (beyond the VCL)."""
+        return self.SendText(text + self._line_end)
+
+    def SendPacket(self, data: Any) -> int:
+        """Send ``data`` as one packet (4-byte big-endian length first); returns bytes accepted."""
+        return self.SendBuf(pack_packet(bytes(data)))
 
     @property
     def SendQueueLength(self) -> int:
@@ -318,7 +429,12 @@ class CustomWinSocket:
         if not data:
             self._eof = True
             self._update_interest()
+            if self._framer is not None:
+                self._deliver_frames(self._framer.eof())
             self._peer_closed()
+            return
+        if self._framer is not None:
+            self._deliver_frames(self._framer.feed(data))
             return
         with self._lock:
             self._rchunks.append(data)

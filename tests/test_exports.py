@@ -12,7 +12,8 @@ DESIGN_NAMES = {
 }
 EXTRA_NAMES = {
     "SD_RECEIVE", "SD_SEND", "SD_BOTH", "SetExceptionHook", "HandleException", "LookupState",
-    "SocketState", "ESocketTimeout",
+    "SocketState", "ESocketTimeout", "FramingMode", "FrameOverflow", "fmNone", "fmLine",
+    "fmPacket", "foClose", "foDiscard",
 }
 
 
