@@ -10,6 +10,7 @@ loses data the application already handed over.
 from __future__ import annotations
 
 import socket
+import ssl
 from collections import deque
 from typing import Any, Optional
 
@@ -104,7 +105,8 @@ class Closer:
                 chunk = item
             try:
                 sent = sock.send(chunk)
-            except (BlockingIOError, InterruptedError):
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError,
+                    ssl.SSLWantWriteError):
                 return
             except OSError:
                 self._finish(graceful=False)

@@ -22,7 +22,6 @@ from .enums import (
     seConnect,
     seConnecting,
     seLookup,
-    seWrite,
 )
 from .errors import WSAENOADDRESS, ESocketError, HandleException, wsa_code
 from .winsock import CustomWinSocket
@@ -208,9 +207,12 @@ class ClientWinSocket(CustomWinSocket):
             sock.close()
             self._connect_error = exc
             return False
-        sock.settimeout(None)
         self._addresses = []
         self._state = SocketState.ssConnected
+        if self._tls is not None:
+            self._start_tls()  # raises (after OnError, OnDisconnect) when the handshake fails
+        if self._sock is not None:
+            self._sock.settimeout(None)
         self._fire(seConnect)
         return True
 
@@ -241,8 +243,9 @@ class ClientWinSocket(CustomWinSocket):
                 self._fail(eeConnect, self._connect_error, "connect")
             return
         self._addresses = []
+        if self._tls is not None:
+            self._start_tls()
+            return
         self._state = SocketState.ssConnected
         self._update_interest()
-        self._fire(seConnect)
-        if self._state == SocketState.ssConnected and not self._squeue:
-            self._fire(seWrite)
+        self._connected()

@@ -12,12 +12,14 @@ that phase earlier. Inside Qt Designer nothing ever opens.
 """
 from __future__ import annotations
 
+import ssl
 from typing import Any, Optional, Union
 
 from PySide6.QtCore import QObject, Signal
 
 from ._designtime import in_designer
 from ._pump import current_pump
+from ._tls import client_context, host_for_sni, server_context
 from .clientwinsock import ClientWinSocket
 from .enums import (
     ClientType,
@@ -219,6 +221,16 @@ class ClientSocket(_SocketComponent):
         super().__init__(parent)
         self._host = ""
         self._allow_half_close = False
+        self.UseTLS = False
+        """Encrypt the connection with TLS; OnConnect fires after the handshake (beyond the VCL)."""
+        self.TLSVerifyPeer = True
+        """Verify the server's certificate and name (default on; off only for testing)."""
+        self.TLSCAFile = ""
+        """PEM file of trusted CAs; '' uses the system's trust store."""
+        self.TLSServerName = ""
+        """Name sent as SNI and checked against the certificate; '' uses Host, else Address."""
+        self.TLSContext: Optional[ssl.SSLContext] = None
+        """A ready ``ssl.SSLContext``, overriding the other TLS properties."""
         self._socket = ClientWinSocket()
         self._socket._event_sink = self._socket_event
         self._socket._error_sink = self._socket_error
@@ -288,7 +300,13 @@ class ClientSocket(_SocketComponent):
         """
         if self._socket.State != SocketState.ssClosed:
             return
-        self._socket.Open(self._host, self._address, self._service, self._port)
+        sock = self._socket
+        if self.UseTLS:
+            sock._tls = self.TLSContext or client_context(self.TLSVerifyPeer, self.TLSCAFile)
+            sock._tls_hostname = host_for_sni(self.TLSServerName, self._host, self._address)
+        else:
+            sock._tls = None
+        sock.Open(self._host, self._address, self._service, self._port)
 
     def Close(self) -> None:
         """Disconnect (``Active := False``); also abandons a lookup or connect in progress."""
@@ -342,6 +360,15 @@ class ServerSocket(_SocketComponent):
         super().__init__(parent)
         self._socket = ServerWinSocket()
         self._socket.ThreadCacheSize = 10
+        self.UseTLS = False
+        """Serve TLS; OnClientConnect fires after each handshake (beyond the VCL)."""
+        self.TLSCertFile = ""
+        """PEM certificate chain the server presents."""
+        self.TLSKeyFile = ""
+        """PEM private key; '' when it is inside TLSCertFile."""
+        self.TLSContext: Optional[ssl.SSLContext] = None
+        """A ready server ``ssl.SSLContext`` (SNI callbacks, client certificates…), overriding
+        TLSCertFile/TLSKeyFile."""
         self._socket.AllowHalfClose = False
         self._socket._event_sink = self._listener_event
         self._socket.client_event_sink = self._client_event
@@ -398,6 +425,9 @@ class ServerSocket(_SocketComponent):
         """Start listening (``Active := True``); errors such as a port in use raise here."""
         if self._socket.State != SocketState.ssClosed:
             return
+        self._socket.tls_context = (
+            (self.TLSContext or server_context(self.TLSCertFile, self.TLSKeyFile))
+            if self.UseTLS else None)
         self._socket.Listen(self._address, self._service, self._port)
 
     def Close(self) -> None:

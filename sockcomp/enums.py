@@ -69,7 +69,7 @@ class SocketState(IntEnum):
 
     ``ssHalfClosed`` means the peer has finished sending but the socket is kept open
     (``AllowHalfClose``); ``ssClosing`` means the application closed it and the library is still
-    flushing bytes that were accepted before.
+    flushing bytes that were accepted before; ``ssHandshaking``: TCP is up, TLS is negotiating.
     """
 
     ssClosed = 0
@@ -79,6 +79,7 @@ class SocketState(IntEnum):
     ssListening = 4
     ssHalfClosed = 5
     ssClosing = 6
+    ssHandshaking = 7
 
 
 ctNonBlocking = ClientType.ctNonBlocking

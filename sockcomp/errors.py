@@ -11,13 +11,15 @@ from __future__ import annotations
 import errno as _errno
 import os
 import socket
+import ssl
 import sys
 from typing import Callable, Optional
 
 __all__ = [
     "ESocketError", "SetExceptionHook", "HandleException", "wsa_code", "error_text",
     "WSAENOADDRESS", "WSAECONNREFUSED", "WSAECONNRESET", "WSAETIMEDOUT", "WSAHOST_NOT_FOUND",
-    "WSATYPE_NOT_FOUND", "WSAEADDRINUSE", "WSAESHUTDOWN",
+    "WSATYPE_NOT_FOUND", "WSAEADDRINUSE", "WSAESHUTDOWN", "TLS_HANDSHAKE_FAILED",
+    "TLS_CERTIFICATE_INVALID",
 ]
 
 #: ScktComp's private code for "No address specified".
@@ -29,6 +31,9 @@ WSAEADDRINUSE = 10048
 WSAESHUTDOWN = 10058
 WSAHOST_NOT_FOUND = 11001
 WSATYPE_NOT_FOUND = 10109
+#: sockcomp's codes for TLS failures (Winsock has none; 10900+ is unused by WSA).
+TLS_HANDSHAKE_FAILED = 10900
+TLS_CERTIFICATE_INVALID = 10901
 
 # errno name -> WSA code (reference/scktcomp.md §10). Names absent on a platform are skipped.
 _ERRNO_TO_WSA_NAMES = {
@@ -69,6 +74,12 @@ def wsa_code(exc: BaseException) -> int:
     """The WSA-compatible code for an exception raised by a ``socket`` call."""
     if isinstance(exc, ESocketError):
         return exc.ErrorCode
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return TLS_CERTIFICATE_INVALID
+    if isinstance(exc, ssl.SSLError) and not isinstance(exc, ssl.SSLEOFError):
+        return TLS_HANDSHAKE_FAILED
+    if isinstance(exc, ssl.SSLEOFError):
+        return 10054
     if isinstance(exc, socket.gaierror):
         return _GAI_TO_WSA.get(exc.errno or 0, 11003)
     if isinstance(exc, TimeoutError) and getattr(exc, "errno", None) is None:
@@ -88,6 +99,19 @@ def error_text(native_errno: Optional[int], code: int) -> str:
         except Exception:  # pragma: no cover - defensive: gaierror text unavailable
             pass
     return _SPECIAL_TEXT.get(code, f"Socket error {code}")
+
+
+def describe(exc: BaseException) -> str:
+    """A short human description of a socket-layer exception (TLS failures included)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"TLS certificate rejected (certificate verify failed): {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS error: {exc.reason or exc}"
+    if isinstance(exc, socket.gaierror):
+        return error_text(exc.errno, wsa_code(exc))
+    if isinstance(exc, OSError) and exc.errno:
+        return os.strerror(exc.errno)
+    return str(exc) or type(exc).__name__
 
 
 class ESocketError(OSError):
@@ -124,8 +148,11 @@ class ESocketError(OSError):
         """Translate an exception from the ``socket`` module into an ESocketError."""
         if isinstance(exc, ESocketError):
             return exc
-        native = getattr(exc, "errno", None)
-        return cls.from_code(wsa_code(exc), api, native)
+        code = wsa_code(exc)
+        if isinstance(exc, ssl.SSLError):
+            return cls(f"Windows socket error: {describe(exc)} ({code}), on API '{api}'", code,
+                       None, api)
+        return cls.from_code(code, api, getattr(exc, "errno", None))
 
 
 ExceptionHook = Callable[[BaseException], None]

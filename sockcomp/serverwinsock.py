@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import errno
 import socket
+import ssl
 import threading
 from typing import Any, Callable, Optional, Union
 
 from ._pump import READ, current_pump
-from .enums import ErrorEvent, ServerType, SocketState, seConnect, seListen, seWrite
+from .enums import ErrorEvent, ServerType, SocketState, seListen
 from .errors import ESocketError, HandleException
 from .threads import SHUTDOWN_WAIT, ServerClientThread, Synchronizer, ThreadCache
 from .var import Var
@@ -91,6 +92,8 @@ class ServerWinSocket(CustomWinSocket):
         self.client_event_sink: EventSink = _no_event
         self.client_error_sink: ErrorSink = _no_error
         self.client_frame_sink: FrameSink = _no_frame
+        #: TLS context for accepted connections (set by the component from its TLS properties).
+        self.tls_context: Optional[ssl.SSLContext] = None
         #: Asked for each accepted handle: returns the ServerClientWinSocket to use, or None.
         self.get_socket_hook: Callable[[int], Optional[ServerClientWinSocket]] = lambda fd: None
         #: Told about each new client after OnGetSocket (fires OnAccept in the component).
@@ -300,14 +303,17 @@ class ServerWinSocket(CustomWinSocket):
             raise
         self._pending.pop(fd, None)
         self.accept_hook(client)
+        if self.tls_context is not None and client.Connected:
+            client._tls = self.tls_context
+            client._tls_server_side = True
         if client._blocking:
             if client.Connected:
-                self._assign_thread(client)
+                self._assign_thread(client)  # the thread does the TLS handshake, if any
             return
-        if client.Connected:
-            client._fire(seConnect)
-        if client.Connected and not client._squeue:
-            client._fire(seWrite)
+        if client._tls is not None and client.Connected:
+            client._start_tls()  # OnClientConnect once the handshake succeeds
+        elif client.Connected:
+            client._connected()
 
     def _assign_thread(self, client: ServerClientWinSocket) -> None:
         """Reuse an idle cached thread, else OnGetThread, else a default ServerClientThread."""
@@ -343,7 +349,7 @@ class ServerWinSocket(CustomWinSocket):
                 client = thread.ClientSocket
                 if client is not None and client._sock is not None:
                     try:
-                        client._sock.shutdown(socket.SHUT_RDWR)
+                        socket.socket.shutdown(client._sock, socket.SHUT_RDWR)
                     except OSError:
                         pass
             assert self._sync is not None

@@ -307,6 +307,8 @@ class ServerClientThread(threading.Thread):
         sock = self._client
         assert sock is not None
         try:
+            if sock.Connected and sock._tls is not None:
+                sock._start_tls()  # blocking handshake; raises after OnClientError on failure
             if sock.Connected:
                 sock._fire(seConnect)
             if sock.Connected:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import ssl
 import sys
 import threading
 from collections import deque
@@ -42,14 +43,16 @@ from ._sendqueue import (
 from .enums import (
     ErrorEvent,
     SocketState,
+    eeConnect,
     eeDisconnect,
     eeReceive,
     eeSend,
+    seConnect,
     seDisconnect,
     seRead,
     seWrite,
 )
-from .errors import WSAESHUTDOWN, ESocketError, HandleException, wsa_code
+from .errors import WSAESHUTDOWN, ESocketError, HandleException, describe, wsa_code
 from .framing import (
     DEFAULT_MAX_FRAME,
     FrameError,
@@ -69,6 +72,9 @@ RECEIVE_HIGH_WATER = 4 * 1024 * 1024
 
 #: sockcomp's extra notification: the peer finished sending and ``AllowHalfClose`` is on.
 seHalfClose = 8
+
+#: What a non-blocking send or receive may raise when it has to wait (TLS included).
+WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 EventSink = Callable[["CustomWinSocket", int], None]
 FrameSink = Callable[["CustomWinSocket", Any], None]  # a line (str) or a packet (bytes)
@@ -92,6 +98,27 @@ def _plain_address(addr: str) -> str:
     if addr.startswith("::ffff:") and "." in addr:
         return addr[7:]
     return addr.split("%", 1)[0] if addr.startswith("fe80") else addr
+
+
+def _shutdown_write(sock: socket.socket) -> None:
+    """Half-close: FIN, preceded under TLS by close_notify, keeping TLS up for reading.
+
+    ``SSLSocket.shutdown``/``unwrap`` throw the TLS state away, and a bare FIN counts as an
+    unexpected EOF that OpenSSL 3 treats as fatal, so the peer could no longer answer. Sending
+    close_notify through the SSL object keeps both directions' rules intact.
+    """
+    sslobj = getattr(sock, "_sslobj", None)
+    if sslobj is not None:
+        try:
+            sslobj.shutdown()
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            pass  # close_notify is out; the peer's comes later, with its data
+        except (OSError, ValueError):
+            pass
+    try:
+        socket.socket.shutdown(sock, socket.SHUT_WR)
+    except OSError:
+        pass
 
 
 class _LockGuard:
@@ -138,6 +165,12 @@ class CustomWinSocket:
         self._max_frame = DEFAULT_MAX_FRAME
         self._overflow = FrameOverflow.foClose
         self._blocking = False
+        self._tls: Optional[ssl.SSLContext] = None
+        self._tls_server_side = False
+        self._tls_hostname: Optional[str] = None
+        self._hs_want = READ
+        #: Text of the last error reported to OnError (a TLS failure explained, for example).
+        self.LastErrorMessage = ""
         self._remote_host: Optional[str] = None
         self.Data: Any = None
         #: Text encoding of ``SendText``/``ReceiveText`` (``'utf-8'`` by default).
@@ -356,8 +389,9 @@ class CustomWinSocket:
     def _fire(self, event: int) -> None:
         self._event_sink(self, event)
 
-    def _report_error(self, event: ErrorEvent, code: int) -> int:
+    def _report_error(self, event: ErrorEvent, code: int, text: str = "") -> int:
         """Fire OnError/OnClientError and return the ErrorCode the handlers left."""
+        self.LastErrorMessage = text or f"socket error {code}"
         cell: Var[int] = Var(code)
         self._error_sink(self, event, cell)
         try:
@@ -367,10 +401,13 @@ class CustomWinSocket:
 
     def _fail(self, event: ErrorEvent, exc: BaseException, api: str, raise_: bool = False) -> None:
         """An error ended the connection: OnError, then close with OnDisconnect, then raise/hook."""
-        code = self._report_error(event, wsa_code(exc))
+        original = wsa_code(exc)
+        code = self._report_error(event, original, describe(exc))
         self._disconnect(graceful=False)
         if code:
-            err = ESocketError.from_code(code, api, getattr(exc, "errno", None))
+            err = ESocketError.from_os_error(exc, api)
+            if code != original:
+                err = ESocketError.from_code(code, api, getattr(exc, "errno", None))
             if raise_:
                 raise err
             HandleException(err)
@@ -388,6 +425,12 @@ class CustomWinSocket:
         sock = self._sock
         if sock is None or self._pump is None or self._blocking:
             return
+        if self._state == SocketState.ssHandshaking:
+            mask = self._hs_want
+            if mask != self._mask:
+                self._mask = mask
+                self._pump.modify(sock.fileno(), mask)
+            return
         mask = 0
         if self._state == SocketState.ssConnecting or self._squeue:
             mask |= WRITE
@@ -400,6 +443,9 @@ class CustomWinSocket:
             self._pump.modify(sock.fileno(), mask)
 
     def _on_ready(self, events: int) -> None:
+        if self._state == SocketState.ssHandshaking:
+            self._continue_handshake()
+            return
         if events & WRITE:
             if self._state == SocketState.ssConnecting:
                 self._on_connect_ready()
@@ -412,14 +458,76 @@ class CustomWinSocket:
     def _on_connect_ready(self) -> None:  # overridden by ClientWinSocket
         pass
 
+    # ------------------------------------------------------------------ TLS
+    @property
+    def TLSActive(self) -> bool:
+        """True when the connection is encrypted (beyond the VCL)."""
+        return isinstance(self._sock, ssl.SSLSocket)
+
+    def _start_tls(self) -> None:
+        """TCP is up: wrap the socket and run the handshake.
+
+        Non-blocking: OnConnect follows from the event loop once the handshake succeeds.
+        Blocking: returns connected, or raises after OnError and OnDisconnect.
+        """
+        sock = self._sock
+        assert sock is not None and self._tls is not None
+        try:
+            tls_sock = self._tls.wrap_socket(
+                sock, server_side=self._tls_server_side, do_handshake_on_connect=False,
+                server_hostname=None if self._tls_server_side else self._tls_hostname)
+        except (OSError, ValueError) as exc:
+            self._fail(eeConnect, exc, "SSL_new", raise_=self._blocking)
+            return
+        self._sock = tls_sock
+        self._state = SocketState.ssHandshaking
+        if self._blocking:  # the caller fires the events once this returns
+            try:
+                tls_sock.do_handshake()
+            except OSError as exc:
+                self._fail(eeConnect, exc, "SSL_do_handshake", raise_=True)
+                return
+            self._state = SocketState.ssConnected
+            return
+        self._hs_want = READ | WRITE
+        self._continue_handshake()
+
+    def _continue_handshake(self) -> None:
+        sock = self._sock
+        assert isinstance(sock, ssl.SSLSocket)
+        try:
+            sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self._hs_want = READ
+        except ssl.SSLWantWriteError:
+            self._hs_want = WRITE
+        except OSError as exc:
+            self._fail(eeConnect, exc, "SSL_do_handshake")
+            return
+        else:
+            self._state = SocketState.ssConnected
+            self._update_interest()
+            self._connected()
+            return
+        self._update_interest()
+
+    def _connected(self) -> None:
+        """The connection is ready (after TLS when on): OnConnect, then OnWrite."""
+        self._fire(seConnect)
+        if self._state == SocketState.ssConnected and not self._squeue and not self._blocking:
+            self._fire(seWrite)
+
     # ------------------------------------------------------------------ receiving
     def _on_readable(self) -> None:
         sock = self._sock
         if sock is None or self._eof or self._reading_stopped:
             return
         try:
-            data = sock.recv(RECEIVE_CHUNK, socket.MSG_DONTWAIT if self._blocking else 0)
-        except (BlockingIOError, InterruptedError):
+            if self._tls is None:
+                data = sock.recv(RECEIVE_CHUNK, socket.MSG_DONTWAIT if self._blocking else 0)
+            else:
+                data = self._tls_recv(sock)
+        except WOULD_BLOCK:
             return
         except OSError as exc:
             if self._state == SocketState.ssClosed:
@@ -445,6 +553,27 @@ class CustomWinSocket:
             self._update_interest()
         if notify:
             self._fire(seRead)
+
+    def _tls_recv(self, sock: socket.socket) -> bytes:
+        """Read decrypted bytes, including what OpenSSL already buffered (epoll cannot see it)."""
+        if self._blocking:
+            sock.setblocking(False)
+            try:
+                return self._tls_recv_nonblocking(sock)
+            finally:
+                if self._sock is sock:
+                    sock.setblocking(True)
+        return self._tls_recv_nonblocking(sock)
+
+    @staticmethod
+    def _tls_recv_nonblocking(sock: socket.socket) -> bytes:
+        data = sock.recv(RECEIVE_CHUNK)
+        if data and isinstance(sock, ssl.SSLSocket):
+            more = sock.pending()
+            while more:
+                data += sock.recv(more)
+                more = sock.pending()
+        return data
 
     def _consumed(self) -> None:
         """The application read: Winsock re-posts FD_READ (later) if bytes remain."""
@@ -613,7 +742,7 @@ class CustomWinSocket:
             assert sock is not None
             try:
                 sent = sock.send(view)
-            except (BlockingIOError, InterruptedError):
+            except WOULD_BLOCK:
                 sent = 0
             except OSError as exc:
                 self._fail(eeSend, exc, "send", raise_=True)
@@ -700,7 +829,7 @@ class CustomWinSocket:
             if how in (socket.SHUT_RD, socket.SHUT_RDWR):
                 self._reading_stopped = True
                 try:
-                    self._sock.shutdown(socket.SHUT_RD)
+                    socket.socket.shutdown(self._sock, socket.SHUT_RD)
                 except OSError:
                     pass
                 self._update_interest()
@@ -709,10 +838,7 @@ class CustomWinSocket:
                 if self._squeue:
                     self._squeue.append(SHUTDOWN)
                 else:
-                    try:
-                        self._sock.shutdown(socket.SHUT_WR)
-                    except OSError:
-                        pass
+                    _shutdown_write(self._sock)
 
     def _flush(self) -> None:
         """Hand queued data to the OS until it would block; report seWrite when drained."""
@@ -722,10 +848,7 @@ class CustomWinSocket:
             item = queue[0]
             if item is SHUTDOWN:
                 queue.popleft()
-                try:
-                    sock.shutdown(socket.SHUT_WR)
-                except OSError:
-                    pass
+                _shutdown_write(sock)
                 continue
             if item is DROP:
                 queue.popleft()
@@ -748,7 +871,7 @@ class CustomWinSocket:
                     continue
             try:
                 sent = sock.send(chunk)
-            except (BlockingIOError, InterruptedError):
+            except WOULD_BLOCK:
                 break
             except OSError as exc:
                 self._fail(eeSend, exc, "send")
@@ -825,7 +948,7 @@ class CustomWinSocket:
             return
         if self._blocking:
             try:  # wake any thread blocked on this socket before the descriptor goes away
-                sock.shutdown(socket.SHUT_RDWR)
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
             except OSError:
                 pass
         elif pump is not None:
