@@ -44,6 +44,10 @@ class ClientWinSocket(CustomWinSocket):
         self._attempt: object = None
         #: Milliseconds allowed from Open to OnConnect (0: the OS default). Beyond the VCL.
         self.ConnectTimeout = 0
+        #: While True (AutoReconnect between connections), SendBuf keeps what it is given for
+        #: the next connection instead of refusing it.
+        self.hold_while_closed = False
+        self._outbox: list[bytes] = []
 
     @property
     def ClientType(self) -> ClientType:
@@ -172,6 +176,7 @@ class ClientWinSocket(CustomWinSocket):
                 continue
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._sock = sock
+            self._apply_options()
             if first:
                 first = False
                 self._fire(seConnecting)
@@ -219,6 +224,27 @@ class ClientWinSocket(CustomWinSocket):
     def _connect_failed_later(self, error: OSError) -> None:
         if self._state == SocketState.ssConnecting and self._sock is None:
             self._fail(eeConnect, error, "connect")
+
+    def _send_while_closed(self, buf: Any, count: Optional[int]) -> int:
+        if not self.hold_while_closed or self._blocking:
+            return 0
+        view = memoryview(buf).cast("B")
+        data = bytes(view[:count] if count is not None else view)
+        self._outbox.append(data)
+        return len(data)
+
+    def _connected(self) -> None:
+        super()._connected()
+        outbox, self._outbox = self._outbox, []
+        for data in outbox:  # what was sent while reconnecting, after OnConnect's own sends
+            if self.SendBuf(data) <= 0:
+                break
+
+    def DiscardOutbox(self) -> int:
+        """Drop what was kept for the next connection; returns the bytes dropped."""
+        dropped = sum(map(len, self._outbox))
+        self._outbox = []
+        return dropped
 
     def _on_connect_ready(self) -> None:
         sock = self._sock

@@ -15,9 +15,10 @@ from __future__ import annotations
 import ssl
 from typing import Any, Optional, Union
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from ._designtime import in_designer
+from ._idle import IdleWatch
 from ._pump import current_pump
 from ._tls import client_context, host_for_sni, server_context
 from .clientwinsock import ClientWinSocket
@@ -51,6 +52,34 @@ def _check_port(value: Any) -> int:
     return int(value)
 
 
+def _check_count(value: Any, name: str, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ESocketError(f"Invalid {name} {value!r}: must be an int >= {minimum}")
+    return int(value)
+
+
+def _setting(name: str, doc: str, minimum: int = 0, keepalive: bool = False) -> Any:
+    """A component property stored on its socket object (client) or listening socket (server,
+    where it is the default of every accepted connection)."""
+
+    def target(self: "_SocketComponent") -> Any:
+        sock = self._framing_target()
+        return sock.keepalive if keepalive else sock
+
+    def get(self: "_SocketComponent") -> Any:
+        return getattr(target(self), name)
+
+    def set_(self: "_SocketComponent", value: Any) -> None:
+        if isinstance(getattr(target(self), name), bool):
+            value = bool(value)
+        else:
+            value = _check_count(value, doc.split(":")[0], minimum)
+        setattr(target(self), name, value)
+        self._settings_changed()
+
+    return property(get, set_, doc=doc)
+
+
 def _check_text(value: Any, name: str) -> str:
     if not isinstance(value, str):
         raise ESocketError(f"Invalid {name} {value!r}: must be a string")
@@ -68,6 +97,7 @@ class _SocketComponent(QObject):
         self._stored_active = False
         self._active = False  # set by the events, before the handlers run (as the VCL)
         self._loading = True
+        self._idle = IdleWatch(self, self._watched_sockets)
         try:
             current_pump().call_soon(self._end_loading)
         except RuntimeError:  # no QCoreApplication yet: nothing to defer to
@@ -89,6 +119,9 @@ class _SocketComponent(QObject):
 
     def _is_active(self) -> bool:
         return self._active
+
+    def _watched_sockets(self) -> list[CustomWinSocket]:
+        raise NotImplementedError
 
     def _change(self, old: Any, new: Any) -> bool:
         """True when ``new`` differs from ``old``; raises if it may not change now."""
@@ -147,6 +180,26 @@ class _SocketComponent(QObject):
 
     def _framing_target(self) -> CustomWinSocket:
         raise NotImplementedError
+
+    def _settings_changed(self) -> None:
+        """A per-connection setting changed (the idle watch may need rescheduling)."""
+        self._idle.arm()
+
+    KeepAlive = _setting("enabled", "KeepAlive: TCP keepalive probes detect a vanished peer "
+                         "(OnError(eeDisconnect, 10060), then OnDisconnect)", keepalive=True)
+    KeepAliveTime = _setting("time_ms", "KeepAliveTime: ms without traffic before the first "
+                             "probe (default 30000)", 1, keepalive=True)
+    KeepAliveInterval = _setting("interval_ms", "KeepAliveInterval: ms between probes "
+                                 "(default 5000)", 1, keepalive=True)
+    KeepAliveCount = _setting("count", "KeepAliveCount: unanswered probes before the peer is "
+                              "declared gone (default 4)", 1, keepalive=True)
+    IdleTimeout = _setting("IdleTimeout", "IdleTimeout: ms without any traffic after which the "
+                           "connection is closed with OnError(eeGeneral, 10060); 0 = never")
+    SendQueueLimit = _setting("SendQueueLimit", "SendQueueLimit: most bytes queued per "
+                              "connection; beyond it SendBuf accepts only what fits and returns "
+                              "that count (-1 when nothing fits); 0 = no limit")
+    SendQueueLowWater = _setting("SendQueueLowWater", "SendQueueLowWater: OnWrite fires when "
+                                 "the send queue has drained to this many bytes (default 0)")
 
     @property
     def Framing(self) -> FramingMode:
@@ -215,11 +268,27 @@ class ClientSocket(_SocketComponent):
     OnHalfClose = Signal(object, object)
     OnLineReceived = Signal(object, object, object)
     OnPacketReceived = Signal(object, object, object)
+    OnReconnect = Signal(object, object)
     OnError = Signal(object, object, object, object)
 
     def __init__(self, parent: Optional[QObject] = None) -> None:
+        self._socket = ClientWinSocket()
         super().__init__(parent)
         self._host = ""
+        self.AutoReconnect = False
+        """After a connection ends by anything but Close() (peer gone, refused, error), open
+        again after ReconnectInterval ms, doubling up to ReconnectMaxInterval; OnReconnect
+        fires before each attempt. Meanwhile sends are kept and go out after the next OnConnect.
+        Close() stops it (and drops what was kept)."""
+        self.ReconnectInterval = 1000
+        self.ReconnectMaxInterval = 30_000
+        #: Attempts since the last successful connection.
+        self.ReconnectAttempt = 0
+        self._reconnect_delay = 0
+        self._wanted = False
+        self._reconnect_timer = QTimer(self)
+        self._reconnect_timer.setSingleShot(True)
+        self._reconnect_timer.timeout.connect(self._reconnect)
         self._allow_half_close = False
         self.UseTLS = False
         """Encrypt the connection with TLS; OnConnect fires after the handshake (beyond the VCL)."""
@@ -231,7 +300,6 @@ class ClientSocket(_SocketComponent):
         """Name sent as SNI and checked against the certificate; '' uses Host, else Address."""
         self.TLSContext: Optional[ssl.SSLContext] = None
         """A ready ``ssl.SSLContext``, overriding the other TLS properties."""
-        self._socket = ClientWinSocket()
         self._socket._event_sink = self._socket_event
         self._socket._error_sink = self._socket_error
         self._socket._frame_sink = self._socket_frame
@@ -300,7 +368,12 @@ class ClientSocket(_SocketComponent):
         """
         if self._socket.State != SocketState.ssClosed:
             return
+        self._wanted = True
+        self._open()
+
+    def _open(self) -> None:
         sock = self._socket
+        sock.hold_while_closed = self.AutoReconnect
         if self.UseTLS:
             sock._tls = self.TLSContext or client_context(self.TLSVerifyPeer, self.TLSCAFile)
             sock._tls_hostname = host_for_sni(self.TLSServerName, self._host, self._address)
@@ -309,16 +382,44 @@ class ClientSocket(_SocketComponent):
         sock.Open(self._host, self._address, self._service, self._port)
 
     def Close(self) -> None:
-        """Disconnect (``Active := False``); also abandons a lookup or connect in progress."""
+        """Disconnect (``Active := False``); also abandons a lookup or connect in progress
+        and stops AutoReconnect."""
         self._stored_active = False
+        self._wanted = False
+        self._reconnect_timer.stop()
+        self._socket.hold_while_closed = False
+        self._socket.DiscardOutbox()
         self._socket.Close()
+
+    def _reconnect(self) -> None:
+        if not (self._wanted and self.AutoReconnect) or self._socket.State != SocketState.ssClosed:
+            return
+        self.ReconnectAttempt += 1
+        self.OnReconnect.emit(self, self._socket)
+        if self._wanted and self._socket.State == SocketState.ssClosed:
+            self._open()
+
+    def _schedule_reconnect(self) -> None:
+        first = max(int(self.ReconnectInterval), 1)
+        cap = max(int(self.ReconnectMaxInterval), first)
+        self._reconnect_delay = first if not self._reconnect_delay else \
+            min(self._reconnect_delay * 2, cap)
+        self._reconnect_timer.start(self._reconnect_delay)
+
+    def _watched_sockets(self) -> list[CustomWinSocket]:
+        return [self._socket]
 
     def _socket_event(self, socket: CustomWinSocket, event: int) -> None:
         if event == seConnect:
             self._active = True
+            self._reconnect_delay = 0
+            self.ReconnectAttempt = 0
+            self._idle.arm()
         elif event == seDisconnect:
             self._active = False
         self._emit[event](self, socket)
+        if event == seDisconnect and self._wanted and self.AutoReconnect:
+            self._schedule_reconnect()
 
     def _socket_error(self, socket: CustomWinSocket, event: ErrorEvent, code: Var[int]) -> None:
         self.OnError.emit(self, socket, event, code)
@@ -357,8 +458,8 @@ class ServerSocket(_SocketComponent):
     OnClientError = Signal(object, object, object, object)
 
     def __init__(self, parent: Optional[QObject] = None) -> None:
-        super().__init__(parent)
         self._socket = ServerWinSocket()
+        super().__init__(parent)
         self._socket.ThreadCacheSize = 10
         self.UseTLS = False
         """Serve TLS; OnClientConnect fires after each handshake (beyond the VCL)."""
@@ -390,6 +491,29 @@ class ServerSocket(_SocketComponent):
     def Socket(self) -> ServerWinSocket:
         """The listening socket object: Connections, ActiveConnections, …"""
         return self._socket
+
+    def _watched_sockets(self) -> list[CustomWinSocket]:
+        return list(self._socket.Connections)
+
+    @property
+    def MaxConnections(self) -> int:
+        """Most clients served at once (0: no limit). A connection beyond it is accepted, sent
+        BannerTooBusy (if set) and closed at once, with no event; never exceeded, even under a
+        connection storm (accepting runs on one thread)."""
+        return self._socket.MaxConnections
+
+    @MaxConnections.setter
+    def MaxConnections(self, value: int) -> None:
+        self._socket.MaxConnections = _check_count(value, "MaxConnections")
+
+    @property
+    def BannerTooBusy(self) -> str:
+        """Text sent to a connection refused because of MaxConnections ('' sends nothing)."""
+        return self._socket.BannerTooBusy
+
+    @BannerTooBusy.setter
+    def BannerTooBusy(self, value: str) -> None:
+        self._socket.BannerTooBusy = _check_text(value, "BannerTooBusy")
 
     @property
     def ServerType(self) -> ServerType:
@@ -465,6 +589,8 @@ class ServerSocket(_SocketComponent):
         emit = self._emit.get(event)
         if emit is not None:
             emit(self._server, socket)
+        if event == seConnect and socket.IdleTimeout:
+            self._idle.arm()
 
     def _client_error(self, socket: CustomWinSocket, event: ErrorEvent, code: Var[int]) -> None:
         self.OnClientError.emit(self._server, socket, event, code)

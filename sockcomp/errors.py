@@ -103,6 +103,8 @@ def error_text(native_errno: Optional[int], code: int) -> str:
 
 def describe(exc: BaseException) -> str:
     """A short human description of a socket-layer exception (TLS failures included)."""
+    if isinstance(exc, ESocketError):
+        return str(exc)
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"TLS certificate rejected (certificate verify failed): {exc.verify_message}"
     if isinstance(exc, ssl.SSLError):

@@ -17,6 +17,7 @@ from ._pump import READ, current_pump
 from .enums import ErrorEvent, ServerType, SocketState, seListen
 from .errors import ESocketError, HandleException
 from .threads import SHUTDOWN_WAIT, ServerClientThread, Synchronizer, ThreadCache
+from ._sendqueue import close_quietly
 from .var import Var
 from .winsock import (
     CustomWinSocket,
@@ -47,17 +48,12 @@ class ServerClientWinSocket(CustomWinSocket):
             sock = pending if pending is not None else socket.socket(fileno=Socket)
         super().__init__(sock)
         self._server = ServerWinSocket
-        self.AllowHalfClose = ServerWinSocket.AllowHalfClose
         self._event_sink = ServerWinSocket._client_event
         self._error_sink = ServerWinSocket._client_error
         self._frame_sink = ServerWinSocket._client_frame
-        # the listening socket's framing settings are the defaults of its clients
-        self.Encoding = ServerWinSocket.Encoding
-        self._framing = ServerWinSocket._framing
-        self._line_end = ServerWinSocket._line_end
-        self._max_frame = ServerWinSocket._max_frame
-        self._overflow = ServerWinSocket._overflow
-        self._new_framer()
+        # the listening socket's per-connection settings are the defaults of its clients
+        self._copy_settings(ServerWinSocket)
+        self._apply_options()
         self._blocking = ServerWinSocket.ServerType == ServerType.stThreadBlocking
         self._pump = ServerWinSocket._pump
         with ServerWinSocket._conn_lock:
@@ -94,6 +90,12 @@ class ServerWinSocket(CustomWinSocket):
         self.client_frame_sink: FrameSink = _no_frame
         #: TLS context for accepted connections (set by the component from its TLS properties).
         self.tls_context: Optional[ssl.SSLContext] = None
+        #: Most clients at once (0: no limit). Beyond it a new connection is accepted, sent
+        #: ``BannerTooBusy`` (if any) and closed at once, without any event.
+        self.MaxConnections = 0
+        self.BannerTooBusy = ""
+        #: Connections refused because of MaxConnections since the server opened.
+        self.RefusedConnections = 0
         #: Asked for each accepted handle: returns the ServerClientWinSocket to use, or None.
         self.get_socket_hook: Callable[[int], Optional[ServerClientWinSocket]] = lambda fd: None
         #: Told about each new client after OnGetSocket (fires OnAccept in the component).
@@ -289,7 +291,20 @@ class ServerWinSocket(CustomWinSocket):
         if self._sock is not None and self._pump is not None:
             self._pump.modify(self._sock.fileno(), READ)
 
+    def _refuse(self, conn: socket.socket) -> None:
+        """Over MaxConnections: say so (best effort, never blocking) and close."""
+        self.RefusedConnections += 1
+        if self.BannerTooBusy:
+            try:
+                conn.send(self.BannerTooBusy.encode(self.Encoding), socket.MSG_DONTWAIT)
+            except OSError:
+                pass
+        close_quietly(conn, graceful=True)
+
     def _accepted(self, conn: socket.socket) -> None:
+        if self.MaxConnections and len(self._connections) >= self.MaxConnections:
+            self._refuse(conn)
+            return
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         fd = conn.fileno()
         self._pending[fd] = conn

@@ -27,10 +27,12 @@ import socket
 import ssl
 import sys
 import threading
+import time
 from collections import deque
 from typing import Any, Callable, Optional
 
 from ._pump import READ, WRITE, Pump, current_pump
+from ._sockopts import KeepAliveSettings, apply_keepalive
 from ._sendqueue import (
     DROP,
     RECEIVE_CHUNK,
@@ -44,6 +46,7 @@ from .enums import (
     ErrorEvent,
     SocketState,
     eeConnect,
+    eeGeneral,
     eeDisconnect,
     eeReceive,
     eeSend,
@@ -52,7 +55,9 @@ from .enums import (
     seRead,
     seWrite,
 )
-from .errors import WSAESHUTDOWN, ESocketError, HandleException, describe, wsa_code
+from .errors import (
+    WSAESHUTDOWN, WSAETIMEDOUT, ESocketError, HandleException, describe, wsa_code,
+)
 from .framing import (
     DEFAULT_MAX_FRAME,
     FrameError,
@@ -171,6 +176,16 @@ class CustomWinSocket:
         self._hs_want = READ
         #: Text of the last error reported to OnError (a TLS failure explained, for example).
         self.LastErrorMessage = ""
+        #: TCP keepalive of this connection (component properties KeepAlive*).
+        self.keepalive = KeepAliveSettings()
+        #: Most bytes SendBuf queues (0: no limit); beyond it SendBuf accepts only what fits
+        #: and returns the count, -1 when nothing fits (the VCL's WSAEWOULDBLOCK contract).
+        self.SendQueueLimit = 0
+        #: OnWrite fires when the queue has drained to this many bytes (default 0: empty).
+        self.SendQueueLowWater = 0
+        #: Milliseconds without traffic after which the connection is closed (0: never).
+        self.IdleTimeout = 0
+        self.last_activity = time.monotonic()
         self._remote_host: Optional[str] = None
         self.Data: Any = None
         #: Text encoding of ``SendText``/``ReceiveText`` (``'utf-8'`` by default).
@@ -187,6 +202,8 @@ class CustomWinSocket:
         self._reading_stopped = False  # Shutdown(SD_RECEIVE) or half-closed
         self._squeue: deque[Any] = deque()
         self._squeued = 0
+        self._nstreams = 0
+        self._low_water_reported = False
         self._send_closed = False
         self._dropping = False
         self._disconnecting = False
@@ -399,11 +416,16 @@ class CustomWinSocket:
         except (TypeError, ValueError):
             return code
 
-    def _fail(self, event: ErrorEvent, exc: BaseException, api: str, raise_: bool = False) -> None:
-        """An error ended the connection: OnError, then close with OnDisconnect, then raise/hook."""
+    def _fail(self, event: ErrorEvent, exc: BaseException, api: str, raise_: bool = False,
+              graceful: bool = False) -> None:
+        """An error ended the connection: OnError, then close with OnDisconnect, then raise/hook.
+
+        The close is abortive (the connection is broken) unless ``graceful``: a timeout of the
+        application's own making still ends with a FIN.
+        """
         original = wsa_code(exc)
         code = self._report_error(event, original, describe(exc))
-        self._disconnect(graceful=False)
+        self._disconnect(graceful=graceful)
         if code:
             err = ESocketError.from_os_error(exc, api)
             if code != original:
@@ -511,6 +533,32 @@ class CustomWinSocket:
             return
         self._update_interest()
 
+    def _copy_settings(self, other: "CustomWinSocket") -> None:
+        """Take over another socket's per-connection settings (a server's, for its clients)."""
+        self.Encoding = other.Encoding
+        self.AllowHalfClose = other.AllowHalfClose
+        self._framing = other._framing
+        self._line_end = other._line_end
+        self._max_frame = other._max_frame
+        self._overflow = other._overflow
+        self.keepalive = KeepAliveSettings(**vars(other.keepalive))
+        self.SendQueueLimit = other.SendQueueLimit
+        self.SendQueueLowWater = other.SendQueueLowWater
+        self.IdleTimeout = other.IdleTimeout
+        self._new_framer()
+
+    def _apply_options(self) -> None:
+        """Per-connection OS options (keepalive) on the current OS socket."""
+        if self._sock is not None and self.keepalive.enabled:
+            apply_keepalive(self._sock, self.keepalive)
+
+    def _idle_expired(self) -> None:
+        """No traffic for IdleTimeout ms: OnError(eeGeneral, 10060), then close."""
+        error = ESocketError(f"Windows socket error: idle for more than {self.IdleTimeout} ms "
+                             f"({WSAETIMEDOUT}), on API 'recv'", WSAETIMEDOUT, errno.ETIMEDOUT,
+                             "recv")
+        self._fail(eeGeneral, error, "recv", graceful=True)
+
     def _connected(self) -> None:
         """The connection is ready (after TLS when on): OnConnect, then OnWrite."""
         self._fire(seConnect)
@@ -541,6 +589,7 @@ class CustomWinSocket:
                 self._deliver_frames(self._framer.eof())
             self._peer_closed()
             return
+        self.last_activity = time.monotonic()
         if self._framer is not None:
             self._deliver_frames(self._framer.feed(data))
             return
@@ -722,7 +771,7 @@ class CustomWinSocket:
             return self._blocking_send(buf, count)
         with self._lock:
             if not self._can_send():
-                return 0
+                return self._send_while_closed(buf, count)
             if isinstance(buf, str):
                 raise TypeError("SendBuf takes bytes-like data; use SendText for str")
             view = memoryview(buf).cast("B")
@@ -733,10 +782,20 @@ class CustomWinSocket:
                 return 0
             if self._send_closed:
                 raise ESocketError.from_code(WSAESHUTDOWN, "send", errno.ESHUTDOWN)
+            limit = self.SendQueueLimit
+            if limit and self._squeued + n > limit:
+                room = limit - self._squeued
+                if room <= 0:
+                    return -1
+                view = view[:room]
+                n = room
+                buf = bytes(view)
             immutable = isinstance(buf, bytes)
             if self._squeue:
                 self._squeue.append(view if immutable else bytes(view))
                 self._squeued += n
+                if self._squeued > self.SendQueueLowWater:
+                    self._low_water_reported = False
                 return n
             sock = self._sock
             assert sock is not None
@@ -747,12 +806,17 @@ class CustomWinSocket:
             except OSError as exc:
                 self._fail(eeSend, exc, "send", raise_=True)
                 return -1
+            self.last_activity = time.monotonic()
             if sent < n:
                 rest = view[sent:]
                 self._squeue.append(rest if immutable else bytes(rest))
                 self._squeued += n - sent
                 self._update_interest()
             return n
+
+    def _send_while_closed(self, buf: Any, count: Optional[int]) -> int:
+        """SendBuf on a socket that is not connected: nothing is sent (the VCL returns 0)."""
+        return 0
 
     def _blocking_send(self, buf: Any, count: Optional[int] = None) -> int:
         """Blocking socket: send everything before returning (other threads may read meanwhile)."""
@@ -814,6 +878,7 @@ class CustomWinSocket:
                     self.Close()
                 return True
             self._squeue.append(QueuedStream(stream))
+            self._nstreams += 1
             if drop:
                 self._squeue.append(DROP)
                 self._dropping = True
@@ -862,11 +927,13 @@ class CustomWinSocket:
                     chunk = item.next_chunk()
                 except Exception as exc:
                     queue.popleft()
+                    self._nstreams -= 1
                     item.close()
                     HandleException(exc)
                     continue
                 if chunk is None:
                     queue.popleft()
+                    self._nstreams -= 1
                     item.close()
                     continue
             try:
@@ -876,6 +943,7 @@ class CustomWinSocket:
             except OSError as exc:
                 self._fail(eeSend, exc, "send")
                 return
+            self.last_activity = time.monotonic()
             if counted:
                 self._squeued -= sent
                 if sent < len(chunk):
@@ -887,7 +955,10 @@ class CustomWinSocket:
                 if sent < len(chunk):
                     break
         self._update_interest()
-        if not queue and self._state in (SocketState.ssConnected, SocketState.ssHalfClosed):
+        if (self._squeued <= self.SendQueueLowWater and not self._nstreams
+                and self._state in (SocketState.ssConnected, SocketState.ssHalfClosed)
+                and (not queue or not self._low_water_reported)):
+            self._low_water_reported = bool(queue)
             self._fire(seWrite)
 
     # ------------------------------------------------------------------ ending

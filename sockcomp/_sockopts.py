@@ -1,0 +1,54 @@
+"""Per-socket TCP options: keepalive tuned per connection (the seeds' "heartbeat").
+
+TCP keepalive is how a connection notices a peer whose cable was pulled: after ``idle`` ms
+without traffic the kernel sends probes every ``interval`` ms and gives up after ``count``
+unanswered ones; the next read then fails with ETIMEDOUT, which sockcomp reports as
+``OnError(eeDisconnect, 10060)`` followed by ``OnDisconnect``. System defaults (two hours idle on
+Linux) are useless for that, hence per-socket values, set with the platform's own options:
+Linux TCP_KEEPIDLE/TCP_KEEPINTVL/TCP_KEEPCNT, macOS TCP_KEEPALIVE (+ KEEPINTVL/KEEPCNT),
+Windows SIO_KEEPALIVE_VALS (which has no count: Windows uses 10 probes).
+"""
+from __future__ import annotations
+
+import socket
+import sys
+from dataclasses import dataclass
+
+__all__ = ["KeepAliveSettings", "apply_keepalive"]
+
+
+@dataclass
+class KeepAliveSettings:
+    """What a component's KeepAlive* properties say."""
+
+    enabled: bool = False
+    time_ms: int = 30_000
+    interval_ms: int = 5_000
+    count: int = 4
+
+    def detection_ms(self) -> int:
+        """Longest time from the last traffic until a dead peer is reported."""
+        return self.time_ms + self.count * self.interval_ms
+
+
+def _seconds(ms: int) -> int:
+    return max(1, (ms + 999) // 1000)
+
+
+def apply_keepalive(sock: socket.socket, settings: KeepAliveSettings) -> None:
+    """Switch keepalive on (with the given timing) or off for ``sock``."""
+    if not settings.enabled:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 0)
+        return
+    if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+        sock.ioctl(socket.SIO_KEEPALIVE_VALS,  # type: ignore[attr-defined]
+                   (1, settings.time_ms, settings.interval_ms))
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    idle_option = getattr(socket, "TCP_KEEPIDLE", None) or getattr(socket, "TCP_KEEPALIVE", None)
+    if idle_option is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, idle_option, _seconds(settings.time_ms))
+    if hasattr(socket, "TCP_KEEPINTVL"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, _seconds(settings.interval_ms))
+    if hasattr(socket, "TCP_KEEPCNT"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, max(1, settings.count))

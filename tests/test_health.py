@@ -1,0 +1,261 @@
+"""Connection health: keepalive options, idle and connect timeouts, reconnect, limits."""
+from __future__ import annotations
+
+import socket
+import threading
+
+import pytest
+
+from sockcomp import (
+    ClientSocket, ESocketError, ServerSocket, eeConnect, eeDisconnect, eeGeneral,
+)
+from tests.util import EventLog, free_port
+
+
+def listening_server(**props) -> ServerSocket:
+    srv = ServerSocket()
+    srv.Address, srv.Port = "127.0.0.1", 0
+    for name, value in props.items():
+        setattr(srv, name, value)
+    srv.Open()
+    return srv
+
+
+def test_keepalive_options_reach_the_os_on_both_sides(qtbot) -> None:
+    srv = listening_server(KeepAlive=True, KeepAliveTime=7000, KeepAliveInterval=2000,
+                           KeepAliveCount=3)
+    cli = ClientSocket()
+    cli.Address, cli.Port = "127.0.0.1", srv.Socket.LocalPort
+    cli.KeepAlive, cli.KeepAliveTime, cli.KeepAliveInterval, cli.KeepAliveCount = \
+        True, 1500, 700, 5
+    cli.Open()
+    qtbot.waitUntil(lambda: cli.Active and srv.Socket.ActiveConnections == 1, timeout=5000)
+
+    def options(sock: socket.socket) -> tuple[int, int, int, int]:
+        return (sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT))
+
+    assert options(cli.Socket._sock) == (1, 2, 1, 5)  # ms rounded up to whole seconds
+    assert options(srv.Socket.Connections[0]._sock) == (1, 7, 2, 3)
+    cli.Close()
+    srv.Close()
+
+
+def test_keepalive_off_by_default(qtbot) -> None:
+    srv = listening_server()
+    cli = ClientSocket()
+    cli.Address, cli.Port = "127.0.0.1", srv.Socket.LocalPort
+    cli.Open()
+    qtbot.waitUntil(lambda: cli.Active, timeout=5000)
+    assert cli.Socket._sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 0
+    assert not cli.KeepAlive and cli.KeepAliveTime == 30000
+    cli.Close()
+    srv.Close()
+
+
+def test_idle_timeout_closes_a_silent_connection_with_a_distinct_error(qtbot, hook) -> None:
+    srv = listening_server(IdleTimeout=300)
+    log = EventLog(srv)
+    with socket.create_connection(("127.0.0.1", srv.Socket.LocalPort)) as peer:
+        peer.sendall(b"some traffic")
+        qtbot.waitUntil(lambda: log.count("OnClientDisconnect") == 1, timeout=5000)
+        assert peer.recv(100) == b""  # closed by the server
+    names = [n for n in log.names() if n.startswith("OnClient")]
+    assert names == ["OnClientConnect", "OnClientWrite", "OnClientRead", "OnClientError",
+                     "OnClientDisconnect"]
+    _, _, event, code = log.args("OnClientError")
+    assert (event, code.value) == (eeGeneral, 10060)
+    assert "idle" in str(hook[0]) and hook[0].ErrorCode == 10060
+    srv.Close()
+
+
+def test_traffic_keeps_an_idle_timeout_from_firing(qtbot) -> None:
+    srv = listening_server(IdleTimeout=400)
+    srv.OnClientRead.connect(lambda s, sock: sock.ReceiveText())
+    cli = ClientSocket()
+    cli.Address, cli.Port = "127.0.0.1", srv.Socket.LocalPort
+    log = EventLog(cli)
+    cli.Open()
+    qtbot.waitUntil(lambda: cli.Active, timeout=5000)
+    for _ in range(8):  # 8 × 150 ms of chatter: three times the timeout, never idle
+        cli.Socket.SendText("tick")
+        qtbot.wait(150)
+    assert srv.Socket.ActiveConnections == 1 and log.count("OnDisconnect") == 0
+    cli.Close()
+    srv.Close()
+
+
+def test_connect_timeout_without_a_thread(qtbot, hook) -> None:
+    # A listener with a full backlog that never accepts: the SYN goes unanswered.
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen(0)
+    fillers = []
+    port = blocker.getsockname()[1]
+    for _ in range(3):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex(("127.0.0.1", port))
+        fillers.append(s)
+    threads_before = threading.active_count()
+    cli = ClientSocket()
+    cli.Address, cli.Port, cli.ConnectTimeout = "127.0.0.1", port, 300
+    log = EventLog(cli)
+    cli.Open()
+    assert threading.active_count() == threads_before
+    qtbot.waitUntil(lambda: log.count("OnDisconnect") == 1, timeout=5000)
+    assert log.names() == ["OnLookup", "OnConnecting", "OnError", "OnDisconnect"]
+    _, _, event, code = log.args("OnError")
+    assert (event, code.value) == (eeConnect, 10060)
+    assert hook[0].ErrorCode == 10060 and "'connect'" in str(hook[0])
+    for s in fillers:
+        s.close()
+    blocker.close()
+
+
+def test_max_connections_is_never_exceeded_in_a_storm(qtbot) -> None:
+    srv = listening_server(MaxConnections=5, BannerTooBusy="busy, try later\n")
+    peak = []
+    srv.OnClientConnect.connect(lambda s, sock: peak.append(srv.Socket.ActiveConnections))
+    results: list[bytes] = []
+    lock = threading.Lock()
+
+    def storm() -> None:
+        conns = []
+        for _ in range(40):
+            c = socket.create_connection(("127.0.0.1", srv.Socket.LocalPort), timeout=10)
+            conns.append(c)
+        for c in conns:
+            c.settimeout(0.5)
+            try:
+                data = c.recv(100)
+            except TimeoutError:
+                data = b"(kept)"
+            with lock:
+                results.append(data)
+            c.close()
+
+    workers = [threading.Thread(target=storm) for _ in range(3)]
+    for w in workers:
+        w.start()
+    qtbot.waitUntil(lambda: len(results) == 120, timeout=20000)
+    for w in workers:
+        w.join()
+    assert max(peak) <= 5
+    assert results.count(b"(kept)") == 5 or results.count(b"(kept)") <= 5
+    assert results.count(b"busy, try later\n") >= 115
+    assert srv.Socket.RefusedConnections >= 115
+    srv.Close()
+
+
+def test_send_queue_limit_and_low_water_backpressure(qtbot) -> None:
+    """A slow reader: SendBuf accepts only what fits; OnWrite says when to go on."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    cli = ClientSocket()
+    cli.Address, cli.Port = "127.0.0.1", listener.getsockname()[1]
+    cli.SendQueueLimit, cli.SendQueueLowWater = 256 * 1024, 64 * 1024
+    total = 24 * 1024 * 1024
+    chunk = b"x" * 65536
+    state = {"sent": 0, "writes": 0, "max_queue": 0, "refused": 0}
+
+    def pump_data(sender=None, sock=None) -> None:
+        state["writes"] += 1
+        s = cli.Socket
+        while state["sent"] < total:
+            n = s.SendBuf(chunk[: min(len(chunk), total - state["sent"])])
+            state["max_queue"] = max(state["max_queue"], s.SendQueueLength)
+            if n <= 0:
+                state["refused"] += 1
+                return
+            state["sent"] += n
+
+    cli.OnWrite.connect(pump_data)
+    cli.Open()
+    conn, _ = listener.accept()
+    received = [0]
+
+    def reader() -> None:
+        while received[0] < total:
+            data = conn.recv(8192)
+            if not data:
+                return
+            received[0] += len(data)
+
+    worker = threading.Thread(target=reader)
+    worker.start()
+    qtbot.waitUntil(lambda: received[0] == total, timeout=60000)
+    worker.join()
+    assert state["max_queue"] <= 256 * 1024  # memory stays bounded
+    assert state["refused"] > 0 and state["writes"] > 1  # backpressure really happened
+    cli.Close()
+    conn.close()
+    listener.close()
+
+
+def test_auto_reconnect_after_server_restart_keeps_messages_once(qtbot) -> None:
+    port = free_port()
+    srv = ServerSocket()
+    srv.Address, srv.Port = "127.0.0.1", port
+    lines: list[str] = []
+
+    def collect(sender, sock) -> None:
+        lines.extend(t for t in sock.ReceiveText().split("\n") if t)
+
+    srv.OnClientRead.connect(collect)
+    srv.Open()
+    cli = ClientSocket()
+    cli.Address, cli.Port = "127.0.0.1", port
+    cli.AutoReconnect, cli.ReconnectInterval, cli.ReconnectMaxInterval = True, 50, 400
+    cli.OnError.connect(lambda s, sock, e, code: setattr(code, "value", 0))
+    log = EventLog(cli)
+    cli.Open()
+    qtbot.waitUntil(lambda: cli.Active, timeout=5000)
+    cli.Socket.SendText("before\n")
+    qtbot.waitUntil(lambda: lines == ["before"], timeout=5000)
+
+    srv.Close()  # the server goes away
+    qtbot.waitUntil(lambda: log.count("OnDisconnect") == 1, timeout=5000)
+    assert cli.Socket.SendText("during 1\n") == 9   # kept for the next connection
+    assert cli.Socket.SendText("during 2\n") == 9
+    qtbot.waitUntil(lambda: log.count("OnReconnect") >= 3, timeout=5000)  # refused, retrying
+    srv.Open()  # back on the same port
+    qtbot.waitUntil(lambda: lines == ["before", "during 1", "during 2"], timeout=5000)
+    assert cli.Active and cli.ReconnectAttempt == 0
+    cli.Socket.SendText("after\n")
+    qtbot.waitUntil(lambda: lines[-1:] == ["after"], timeout=5000)
+    assert lines == ["before", "during 1", "during 2", "after"]  # none lost, none twice
+    names = log.names()
+    assert names.count("OnConnect") == 2
+    # every attempt announced; the delays grew (50, 100, 200, 400, 400, ...) — bounded by cap
+    assert names.count("OnReconnect") >= 3
+    cli.Close()
+    assert cli.Socket.SendText("closed\n") == 0  # Close() stops the reconnecting and keeping
+    srv.Close()
+
+
+def test_close_stops_auto_reconnect(qtbot) -> None:
+    port = free_port()
+    cli = ClientSocket()
+    cli.Address, cli.Port = "127.0.0.1", port
+    cli.AutoReconnect, cli.ReconnectInterval = True, 20
+    cli.OnError.connect(lambda s, sock, e, code: setattr(code, "value", 0))
+    log = EventLog(cli)
+    cli.Open()
+    qtbot.waitUntil(lambda: log.count("OnReconnect") >= 2, timeout=5000)
+    cli.Close()
+    count = log.count("OnReconnect")
+    qtbot.wait(200)  # ten intervals: no attempt may follow
+    assert log.count("OnReconnect") == count
+
+
+def test_bad_health_values_are_refused() -> None:
+    cli = ClientSocket()
+    for name, value in [("KeepAliveTime", 0), ("KeepAliveCount", -1), ("IdleTimeout", -5),
+                        ("SendQueueLimit", "big")]:
+        with pytest.raises(ESocketError):
+            setattr(cli, name, value)
+    srv = ServerSocket()
+    with pytest.raises(ESocketError):
+        srv.MaxConnections = -1
