@@ -7,6 +7,7 @@ client, and the port is free again at once.
 """
 from __future__ import annotations
 
+import gc
 import os
 import re
 import socket
@@ -476,13 +477,15 @@ def test_no_fd_leak_after_2000_connect_close_cycles(qtbot, res):
 
     cycles(20)  # warm-up: lazily created descriptors (notifiers, epoll) exist from here on
     qtbot.waitUntil(lambda: settled(20), timeout=WAIT)
+    gc.collect()  # sockets left by earlier tests must not close in the middle of the count
     before = len(os.listdir("/proc/self/fd"))
     done = 20
     for _ in range(20):
         cycles(100)
         done += 100
         qtbot.waitUntil(lambda: settled(done), timeout=WAIT)
+    gc.collect()
     after = len(os.listdir("/proc/self/fd"))
     assert counts == {"connect": 2020, "disconnect": 2020}
     assert list(ss.Connections) == []
-    assert after == before
+    assert after <= before  # a leak can only add descriptors
