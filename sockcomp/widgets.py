@@ -42,7 +42,7 @@ from __future__ import annotations
 from enum import Enum, IntEnum
 from typing import Any, Callable, Optional, Union
 
-from PySide6.QtCore import Property, QEnum, QObject, QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtCore import Property, QEnum, QMetaMethod, QObject, QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QLinearGradient, QPainter, QPainterPath, QPen
 from PySide6.QtWidgets import QWidget
 
@@ -122,12 +122,25 @@ def _enum_value(value: Any) -> int:
     return int(value)
 
 
+def _event_signals(component_class: type) -> dict[str, Signal]:
+    """A fresh ``Signal`` for every ``On*`` signal of ``component_class``, same arity, so the
+    widget always mirrors the component's events (in declaration order)."""
+    mo = component_class.staticMetaObject
+    found: dict[str, Signal] = {}
+    for i in range(mo.methodCount()):
+        method = mo.method(i)
+        name = bytes(method.name()).decode()
+        if method.methodType() == QMetaMethod.MethodType.Signal and name.startswith("On"):
+            found[name] = Signal(*([object] * method.parameterCount()))
+    return found
+
+
 class _ComponentWidget(QWidget):
     """Placeholder widget owning a component: icon at design time, hidden at run time."""
 
     _component_class: type = QObject
     _icon_kind = "client"
-    _signal_names: tuple[str, ...] = ()
+    _event_names: tuple[str, ...] = ()
 
     def __init__(self, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
@@ -136,7 +149,7 @@ class _ComponentWidget(QWidget):
         # created here, i.e. inside setupUi / QUiLoader.load: the component's loading phase
         # covers every property the form sets, so Active=True opens on the next loop turn
         self.component = component = self._component_class(self)
-        for name in self._signal_names:
+        for name in self._event_names:
             getattr(component, name).connect(self._forwarder(name))
         if not in_designer():
             self.setVisible(False)
@@ -184,6 +197,16 @@ class _ComponentWidget(QWidget):
         except AttributeError:
             raise AttributeError(name) from None
         return getattr(component, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # component attributes the widget does not declare (AllowHalfClose's relatives, new
+        # options…) are set on the component, so ``widget.X = v`` means what it says
+        component = self.__dict__.get("component")
+        if (component is not None and not name.startswith("_") and not hasattr(type(self), name)
+                and hasattr(component, name)):
+            setattr(component, name, value)
+        else:
+            super().__setattr__(name, value)
 
     # --- accessors shared by both components (Qt properties are declared per class below)
     def getActive(self) -> bool:
@@ -263,20 +286,10 @@ class ClientSocket(_ClientSocketEnums):  # type: ignore[no-redef]
 
     _component_class = components.ClientSocket
     _icon_kind = "client"
-    _signal_names = ("OnLookup", "OnConnecting", "OnConnect", "OnRead", "OnWrite",
-                     "OnDisconnect", "OnHalfClose", "OnLineReceived", "OnPacketReceived",
-                     "OnError")
-
-    OnLookup = Signal(object, object)
-    OnConnecting = Signal(object, object)
-    OnConnect = Signal(object, object)
-    OnRead = Signal(object, object)
-    OnWrite = Signal(object, object)
-    OnDisconnect = Signal(object, object)
-    OnHalfClose = Signal(object, object)
-    OnLineReceived = Signal(object, object, object)
-    OnPacketReceived = Signal(object, object, object)
-    OnError = Signal(object, object, object, object)
+    _events = _event_signals(components.ClientSocket)  # OnConnect, OnRead, …
+    locals().update(_events)  # class-body namespace: declares the signals
+    _event_names = tuple(_events)
+    del _events
 
     component: components.ClientSocket
 
@@ -343,25 +356,10 @@ class ServerSocket(_ServerSocketEnums):  # type: ignore[no-redef]
 
     _component_class = components.ServerSocket
     _icon_kind = "server"
-    _signal_names = ("OnListen", "OnAccept", "OnGetSocket", "OnGetThread", "OnThreadStart",
-                     "OnThreadEnd", "OnClientConnect", "OnClientRead", "OnClientWrite",
-                     "OnClientDisconnect", "OnClientHalfClose", "OnClientLineReceived",
-                     "OnClientPacketReceived", "OnClientError")
-
-    OnListen = Signal(object, object)
-    OnAccept = Signal(object, object)
-    OnGetSocket = Signal(object, object, object)
-    OnGetThread = Signal(object, object, object)
-    OnThreadStart = Signal(object, object)
-    OnThreadEnd = Signal(object, object)
-    OnClientConnect = Signal(object, object)
-    OnClientRead = Signal(object, object)
-    OnClientWrite = Signal(object, object)
-    OnClientDisconnect = Signal(object, object)
-    OnClientHalfClose = Signal(object, object)
-    OnClientLineReceived = Signal(object, object, object)
-    OnClientPacketReceived = Signal(object, object, object)
-    OnClientError = Signal(object, object, object, object)
+    _events = _event_signals(components.ServerSocket)  # OnListen, OnClientRead, …
+    locals().update(_events)  # class-body namespace: declares the signals
+    _event_names = tuple(_events)
+    del _events
 
     component: components.ServerSocket
 

@@ -1,0 +1,165 @@
+"""Chat client window: a Designer form (chat_client.ui) with a ClientSocket component on it.
+
+    python samples/chat_client.py                          # connect to localhost:5000 by hand
+    python samples/chat_client.py --host chat.lan --port 5000 --nick alice --connect
+
+The form was made in Qt Designer with the sockcomp plugin (``python -m sockcomp.designer
+samples/chat_client.ui``). The component ``clientSocket1`` sits on the form; its events arrive in
+the ``on_clientSocket1_On…`` methods below through ``connectSlotsByName``, the way Delphi binds
+``ClientSocket1Connect`` to the OnConnect event in the Object Inspector.
+
+When the server goes away the client keeps trying to get back, every ``--reconnect-ms``
+milliseconds, with a timer started from OnDisconnect (the "LinkTimer" of the classic Delphi
+heartbeat articles) until the user presses Disconnect.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Any, Optional
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from PySide6.QtCore import QTimer, Signal, Slot  # noqa: E402
+from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402
+
+from chatcore import LineSplitter  # noqa: E402
+from formloader import load_form  # noqa: E402
+from sockcomp import ESocketError  # noqa: E402
+
+
+class ChatClientWindow(QWidget):
+    """The chat client: host/port/nick, Connect/Disconnect, log, input line, auto-reconnect."""
+
+    lineShown = Signal(str)      # every line added to the log (for tests and scripts)
+    stateShown = Signal(str)     # every state text shown
+
+    def __init__(self, host: Optional[str] = None, port: Optional[int] = None,
+                 nick: Optional[str] = None, reconnect_ms: int = 2000,
+                 parent: Optional[QWidget] = None) -> None:
+        super().__init__(parent)
+        self.ui = load_form("chat_client.ui", self)
+        self.socket = self.ui.clientSocket1
+        if host is not None:
+            self.ui.hostEdit.setText(host)
+        if port is not None:
+            self.ui.portSpin.setValue(port)
+        if nick is not None:
+            self.ui.nickEdit.setText(nick)
+        self._lines = LineSplitter()
+        self._wanted = False  # the user asked to be connected: reconnect when the link drops
+        self.linkTimer = QTimer(self)
+        self.linkTimer.setSingleShot(True)
+        self.linkTimer.setInterval(reconnect_ms)
+        self.linkTimer.timeout.connect(self._reconnect)
+
+    # --- user actions
+    def connect_to_server(self) -> None:
+        self._wanted = False
+        self.linkTimer.stop()
+        self.socket.Close()
+        self.socket.Host = self.ui.hostEdit.text().strip()
+        self.socket.Port = self.ui.portSpin.value()
+        self._wanted = True
+        self.ui.connectButton.setText("Dis&connect")
+        self._open()
+
+    def disconnect_from_server(self) -> None:
+        self._wanted = False
+        self.linkTimer.stop()
+        self.socket.Close()
+        self.ui.connectButton.setText("&Connect")
+        self._show_state("disconnected")
+
+    def say(self, text: str) -> None:
+        nick = self.ui.nickEdit.text().strip() or "guest"
+        self.socket.Socket.SendText(f"{nick}: {text}\n")
+
+    @Slot()
+    def on_connectButton_clicked(self) -> None:
+        if self._wanted:
+            self.disconnect_from_server()
+        else:
+            self.connect_to_server()
+
+    @Slot()
+    def on_sendButton_clicked(self) -> None:
+        text = self.ui.inputEdit.text()
+        if text and self.socket.Socket.Connected:
+            self.say(text)
+            self.ui.inputEdit.clear()
+
+    # --- the component's events (auto-connected by name)
+    @Slot(object, object)
+    def on_clientSocket1_OnConnecting(self, Sender: Any, Socket: Any) -> None:
+        self._show_state(f"connecting to {Sender.Host or Sender.Address}:{Sender.Port}…")
+
+    @Slot(object, object)
+    def on_clientSocket1_OnConnect(self, Sender: Any, Socket: Any) -> None:
+        self._lines = LineSplitter()
+        self.ui.sendButton.setEnabled(True)
+        self._show_state(f"connected to {Socket.RemoteAddress}:{Socket.RemotePort}")
+
+    @Slot(object, object)
+    def on_clientSocket1_OnRead(self, Sender: Any, Socket: Any) -> None:
+        for line in self._lines.feed(Socket.ReceiveText()):
+            self._show_line(line)
+
+    @Slot(object, object)
+    def on_clientSocket1_OnDisconnect(self, Sender: Any, Socket: Any) -> None:
+        self.ui.sendButton.setEnabled(False)
+        if self._wanted:
+            seconds = self.linkTimer.interval() / 1000
+            self._show_state(f"no connection — retrying in {seconds:g} s")
+            self.linkTimer.start()
+        else:
+            self._show_state("disconnected")
+
+    @Slot(object, object, object, object)
+    def on_clientSocket1_OnError(self, Sender: Any, Socket: Any, ErrorEvent: Any,
+                                 ErrorCode: Any) -> None:
+        self._show_line(f"* {ErrorEvent.name} error {ErrorCode.value}")
+        ErrorCode.value = 0  # handled: OnDisconnect follows and the LinkTimer retries
+
+    # --- internals
+    def _open(self) -> None:
+        try:
+            self.socket.Open()
+        except ESocketError as exc:  # e.g. no host given
+            self._wanted = False
+            self.ui.connectButton.setText("&Connect")
+            self._show_state(f"cannot connect: {exc}")
+
+    def _reconnect(self) -> None:
+        if self._wanted and not self.socket.Active:
+            self._open()
+
+    def _show_line(self, line: str) -> None:
+        self.ui.logView.appendPlainText(line)
+        self.lineShown.emit(line)
+
+    def _show_state(self, text: str) -> None:
+        self.ui.stateLabel.setText(text)
+        self.stateShown.emit(text)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="localhost")
+    parser.add_argument("--port", type=int, default=5000)
+    parser.add_argument("--nick", default=os.environ.get("USER", "guest"))
+    parser.add_argument("--connect", action="store_true", help="connect at start")
+    parser.add_argument("--reconnect-ms", type=int, default=2000)
+    args = parser.parse_args(argv)
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    window = ChatClientWindow(args.host, args.port, args.nick, args.reconnect_ms)
+    window.show()
+    if args.connect:
+        window.connect_to_server()
+    return app.exec()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
