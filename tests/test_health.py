@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from sockcomp import (
-    ClientSocket, ESocketError, ServerSocket, eeConnect, eeDisconnect, eeGeneral,
+    ClientSocket, ESocketError, ServerSocket, eeConnect, eeGeneral,
 )
 from tests.util import EventLog, free_port
 

@@ -41,7 +41,8 @@ def main() -> int:
         srv.OnListen.connect(lambda s, sock: say("OnListen"))
         srv.OnClientConnect.connect(lambda s, sock: say("OnClientConnect"))
         srv.OnClientRead.connect(lambda s, sock: say("OnClientRead", data=sock.ReceiveText()))
-        srv.OnClientError.connect(lambda s, sock, e, c: say("OnClientError", ee=int(e), code=c.value))
+        srv.OnClientError.connect(
+            lambda s, sock, e, c: say("OnClientError", ee=int(e), code=c.value))
         srv.OnClientDisconnect.connect(lambda s, sock: (say("OnClientDisconnect"), app.quit()))
         srv.Open()
         return app.exec()
