@@ -343,8 +343,10 @@ class ServerWinSocket(CustomWinSocket):
             client.Close()
             raise TypeError("OnGetThread must supply a ServerClientThread (or leave None)")
 
-    def Close(self) -> None:
+    def Close(self, ForceClosed: bool = False) -> None:
         """Stop listening: every client is closed (OnClientDisconnect each), the port is freed.
+
+        ``ForceClosed`` closes the clients abortively (their queued data is dropped).
 
         Thread-blocking servers terminate their threads, unblock every thread waiting on its
         socket, and wait for them (serving their synchronized calls meanwhile), so each thread
@@ -370,5 +372,5 @@ class ServerWinSocket(CustomWinSocket):
             assert self._sync is not None
             self._sync.wait_until(lambda: not any(t.is_alive() for t in threads), SHUTDOWN_WAIT)
         for client in reversed(self.Connections):
-            client.Close()
+            client.Close(ForceClosed)
         self._disconnect(graceful=False)

@@ -125,7 +125,7 @@ def _enum_value(value: Any) -> int:
 def _event_signals(component_class: type) -> dict[str, Signal]:
     """A fresh ``Signal`` for every ``On*`` signal of ``component_class``, same arity, so the
     widget always mirrors the component's events (in declaration order)."""
-    mo = component_class.staticMetaObject
+    mo = component_class.staticMetaObject  # type: ignore[attr-defined]
     found: dict[str, Signal] = {}
     for i in range(mo.methodCount()):
         method = mo.method(i)

@@ -978,9 +978,13 @@ class CustomWinSocket:
         else:
             self._disconnect(graceful=True)
 
-    def Close(self) -> None:
-        """Close the connection: OnDisconnect fires (once), queued data is still delivered."""
-        self._disconnect(graceful=True)
+    def Close(self, ForceClosed: bool = False) -> None:
+        """Close the connection: OnDisconnect fires (once) and queued data is still delivered.
+
+        ``Close(True)`` (``ForceClosed``, as in later Delphi versions) closes abortively instead:
+        queued data is dropped and the peer sees a reset.
+        """
+        self._disconnect(graceful=not ForceClosed)
 
     def Disconnect(self, Socket: Optional[int] = None) -> None:
         """VCL-compatible spelling of :meth:`Close` (``Socket`` must be this socket's handle)."""

@@ -263,3 +263,25 @@ def test_exceptions_in_every_handler_leave_components_consistent(qtbot) -> None:
     failed = {str(exc) for _, exc, _ in raised}
     assert "handler OnConnect failed" in failed and "handler OnClientRead failed" in failed
     assert srv.Socket.ActiveConnections == 0 and cli.Socket.SocketHandle == -1
+
+
+def test_forced_close_drops_the_queue_and_resets_the_peer(qtbot) -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    cli = ClientSocket()
+    cli.Address, cli.Port = "127.0.0.1", listener.getsockname()[1]
+    log = EventLog(cli)
+    cli.Open()
+    conn, _ = listener.accept()
+    qtbot.waitUntil(lambda: cli.Active, timeout=5000)
+    cli.Socket.SendBuf(b"f" * (32 * 1024 * 1024))  # far more than the kernel takes at once
+    assert cli.Socket.SendQueueLength > 0
+    cli.Socket.Close(True)  # ForceClosed
+    assert log.names()[-1] == "OnDisconnect" and log.count("OnDisconnect") == 1
+    conn.settimeout(5)
+    got = 0
+    with pytest.raises(ConnectionResetError):
+        while data := conn.recv(1 << 20):
+            got += len(data)
+    assert got < 32 * 1024 * 1024  # the rest of the queue was dropped, not delivered
+    conn.close()
+    listener.close()

@@ -35,8 +35,8 @@ def _core() -> Any:
 
     for widget in QApplication.allWidgets():
         if widget.metaObject().className() == "qdesigner_internal::PropertyEditor":
-            editor = shiboken6.wrapInstance(shiboken6.getCppPointer(widget)[0],
-                                            QDesignerPropertyEditorInterface)
+            editor: Any = shiboken6.wrapInstance(shiboken6.getCppPointer(widget)[0],
+                                                 QDesignerPropertyEditorInterface)
             _KEEP.append(editor)
             core = editor.core()
             _KEEP.append(core)
@@ -66,7 +66,7 @@ def _describe(widget: QWidget) -> dict[str, Any]:
         "python_class": type(widget).__name__,
         "hidden": widget.isHidden(),
         "size": [widget.width(), widget.height()],
-        "signals": [bytes(mo.method(i).methodSignature()).decode()
+        "signals": [bytes(mo.method(i).methodSignature().data()).decode()
                     for i in range(mo.methodOffset(), mo.methodCount())
                     if mo.method(i).methodType().name == "Signal"],
     }
