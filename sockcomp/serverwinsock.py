@@ -212,17 +212,21 @@ class ServerWinSocket(CustomWinSocket):
         self._pump = current_pump()
         self._sync = Synchronizer(self._pump)
         self._threads.closing = False
-        self._state = SocketState.ssConnecting  # bound, not yet listening: Connected is False
-        self._fire(seListen)
-        if self._sock is not sock:
-            return  # closed from OnListen
+        # listen() before OnListen: a handler that announces "ready" (to another process, a
+        # test, a supervisor) must not invite connections that listen() would still refuse.
+        # Inside OnListen the VCL's view holds: Active True, Connected still False.
         try:
             sock.listen(QueueSize)
         except OSError as exc:
-            self._disconnect(graceful=False)
+            self._sock = None
+            sock.close()
             raise ESocketError.from_os_error(exc, "listen") from exc
-        self._state = SocketState.ssListening
         sock.setblocking(False)
+        self._state = SocketState.ssConnecting  # listening, but Connected reads False in OnListen
+        self._fire(seListen)
+        if self._sock is not sock:
+            return  # closed from OnListen
+        self._state = SocketState.ssListening
         self._attach(READ)
 
     def _bind(self, address: str, port: int) -> socket.socket:
