@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from PySide6.QtCore import QTimer, Signal, Slot  # noqa: E402
+from PySide6.QtCore import Signal, Slot  # noqa: E402
 from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402
 
 from chatcore import LineSplitter  # noqa: E402
@@ -48,16 +48,20 @@ class ChatClientWindow(QWidget):
         if nick is not None:
             self.ui.nickEdit.setText(nick)
         self._lines = LineSplitter()
-        self._wanted = False  # the user asked to be connected: reconnect when the link drops
-        self.linkTimer = QTimer(self)
-        self.linkTimer.setSingleShot(True)
-        self.linkTimer.setInterval(reconnect_ms)
-        self.linkTimer.timeout.connect(self._reconnect)
+        self._wanted = False  # the user asked to be connected (the button says Disconnect)
+        # the seed's LinkTimer, built in: reopen after the link drops, backing off to 30 s
+        self.socket.AutoReconnect = True
+        self.socket.ReconnectInterval = reconnect_ms
+        self.socket.ReconnectMaxInterval = max(reconnect_ms, 30_000)
 
     # --- user actions
+    def use_tls(self, ca_file: str = "") -> None:
+        """Encrypt: verify the server against ``ca_file`` (or the system's trust store)."""
+        self.socket.UseTLS = True
+        self.socket.TLSCAFile = ca_file
+
     def connect_to_server(self) -> None:
         self._wanted = False
-        self.linkTimer.stop()
         self.socket.Close()
         self.socket.Host = self.ui.hostEdit.text().strip()
         self.socket.Port = self.ui.portSpin.value()
@@ -67,8 +71,7 @@ class ChatClientWindow(QWidget):
 
     def disconnect_from_server(self) -> None:
         self._wanted = False
-        self.linkTimer.stop()
-        self.socket.Close()
+        self.socket.Close()  # also stops AutoReconnect
         self.ui.connectButton.setText("&Connect")
         self._show_state("disconnected")
 
@@ -110,9 +113,7 @@ class ChatClientWindow(QWidget):
     def on_clientSocket1_OnDisconnect(self, Sender: Any, Socket: Any) -> None:
         self.ui.sendButton.setEnabled(False)
         if self._wanted:
-            seconds = self.linkTimer.interval() / 1000
-            self._show_state(f"no connection — retrying in {seconds:g} s")
-            self.linkTimer.start()
+            self._show_state("no connection — retrying")
         else:
             self._show_state("disconnected")
 
@@ -120,7 +121,11 @@ class ChatClientWindow(QWidget):
     def on_clientSocket1_OnError(self, Sender: Any, Socket: Any, ErrorEvent: Any,
                                  ErrorCode: Any) -> None:
         self._show_line(f"* {ErrorEvent.name} error {ErrorCode.value}")
-        ErrorCode.value = 0  # handled: OnDisconnect follows and the LinkTimer retries
+        ErrorCode.value = 0  # handled: OnDisconnect follows and AutoReconnect retries
+
+    @Slot(object, object)
+    def on_clientSocket1_OnReconnect(self, Sender: Any, Socket: Any) -> None:
+        self._show_state(f"reconnecting (attempt {Sender.ReconnectAttempt})…")
 
     # --- internals
     def _open(self) -> None:
@@ -130,10 +135,6 @@ class ChatClientWindow(QWidget):
             self._wanted = False
             self.ui.connectButton.setText("&Connect")
             self._show_state(f"cannot connect: {exc}")
-
-    def _reconnect(self) -> None:
-        if self._wanted and not self.socket.Active:
-            self._open()
 
     def _show_line(self, line: str) -> None:
         self.ui.logView.appendPlainText(line)
@@ -152,9 +153,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--nick", default=os.environ.get("USER", "guest"))
     parser.add_argument("--connect", action="store_true", help="connect at start")
     parser.add_argument("--reconnect-ms", type=int, default=2000)
+    parser.add_argument("--tls", action="store_true", help="connect with TLS")
+    parser.add_argument("--tls-ca", default="", help="CA file to verify the server with")
     args = parser.parse_args(argv)
     app = QApplication.instance() or QApplication(sys.argv[:1])
     window = ChatClientWindow(args.host, args.port, args.nick, args.reconnect_ms)
+    if args.tls or args.tls_ca:
+        window.use_tls(args.tls_ca)
     window.show()
     if args.connect:
         window.connect_to_server()

@@ -132,7 +132,8 @@ class ChatServerWindow(QWidget):
         self.lineShown.emit(line)
 
 
-def run_headless(port: int, server_type: int, address: str = "") -> int:
+def run_headless(port: int, server_type: int, address: str = "", tls_cert: str = "",
+                 tls_key: str = "") -> int:
     """The relay as a service: no widgets, a QCoreApplication and chatcore.ChatServer."""
     app = QCoreApplication.instance() or QCoreApplication(sys.argv[:1])
     signal.signal(signal.SIGINT, lambda *_: app.quit())
@@ -142,6 +143,8 @@ def run_headless(port: int, server_type: int, address: str = "") -> int:
     wake.start(200)  # signal handlers: lets Ctrl+C / SIGTERM work while Qt waits
     server = ChatServer()
     server.server.ServerType = server_type
+    if tls_cert:
+        server.use_tls(tls_cert, tls_key)
     server.log.connect(lambda text: print(text, flush=True))
     try:
         server.start(port, address)
@@ -162,12 +165,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--address", default="", help="bind address ('' = every interface)")
     parser.add_argument("--no-gui", action="store_true", help="run headless, as a service")
     parser.add_argument("--start", action="store_true", help="(window) start listening at once")
+    parser.add_argument("--tls-cert", default="", help="serve TLS with this PEM certificate")
+    parser.add_argument("--tls-key", default="", help="its private key ('' = in the cert file)")
     args = parser.parse_args(argv)
     if args.no_gui:
-        return run_headless(args.port, TYPES[args.type], args.address)
+        return run_headless(args.port, TYPES[args.type], args.address, args.tls_cert,
+                            args.tls_key)
     app = QApplication.instance() or QApplication(sys.argv[:1])
     window = ChatServerWindow(args.port, TYPES[args.type])
     window.server.Address = args.address
+    if args.tls_cert:
+        window.server.UseTLS = True
+        window.server.TLSCertFile, window.server.TLSKeyFile = args.tls_cert, args.tls_key
     window.show()
     if args.start:
         window.start()

@@ -46,6 +46,11 @@ class ChatServer(QObject):
         self.server.OnClientDisconnect.connect(self._on_disconnect)
         self.server.OnClientError.connect(self._on_error)
 
+    def use_tls(self, cert_file: str, key_file: str = "") -> None:
+        """Serve TLS with this certificate (and key, unless it is inside the cert file)."""
+        self.server.UseTLS = True
+        self.server.TLSCertFile, self.server.TLSKeyFile = cert_file, key_file
+
     def start(self, port: int, address: str = "") -> int:
         self.server.Address = address
         self.server.Port = port
@@ -97,6 +102,11 @@ class ChatClient(QObject):
         self.client.OnDisconnect.connect(lambda *_: self.stateChanged.emit("disconnected"))
         self.client.OnRead.connect(self._on_read)
         self.client.OnError.connect(self._on_error)
+
+    def use_tls(self, ca_file: str = "") -> None:
+        """Connect with TLS, verifying the server against ``ca_file`` (or the system store)."""
+        self.client.UseTLS = True
+        self.client.TLSCAFile = ca_file
 
     def connect_to(self, host: str, port: int) -> None:
         self.client.Host = host

@@ -391,6 +391,11 @@ class ClientSocket(_SocketComponent):
         self._socket.DiscardOutbox()
         self._socket.Close()
 
+    @property
+    def Reconnecting(self) -> bool:
+        """True while AutoReconnect waits for its next attempt (read-only)."""
+        return self._reconnect_timer.isActive()
+
     def _reconnect(self) -> None:
         if not (self._wanted and self.AutoReconnect) or self._socket.State != SocketState.ssClosed:
             return

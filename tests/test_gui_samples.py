@@ -195,7 +195,7 @@ def test_client_reconnects_by_itself_when_the_server_returns(qtbot) -> None:
     # Disconnect by the user stops the retries
     qtbot.mouseClick(client.ui.connectButton, Qt.MouseButton.LeftButton)
     server.stop()
-    assert not client.linkTimer.isActive() and client.ui.stateLabel.text() == "disconnected"
+    assert not client.socket.Reconnecting and client.ui.stateLabel.text() == "disconnected"
 
 
 def test_client_window_with_the_headless_thread_server(qtbot) -> None:
