@@ -95,7 +95,8 @@ class Closer:
             if isinstance(item, QueuedStream):
                 try:
                     chunk = item.next_chunk()
-                except Exception:
+                except Exception as exc:  # the stream's own failure: report, drop the stream
+                    HandleException(exc)
                     chunk = None
                 if chunk is None:
                     queue.popleft()

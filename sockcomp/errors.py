@@ -93,11 +93,6 @@ def error_text(native_errno: Optional[int], code: int) -> str:
     """Human text for an error: the platform's own words when an errno is known."""
     if native_errno is not None and native_errno > 0:
         return os.strerror(native_errno)
-    if native_errno is not None and native_errno < 0:
-        try:
-            return socket.gaierror(native_errno).strerror or _SPECIAL_TEXT.get(code, "")
-        except Exception:  # pragma: no cover - defensive: gaierror text unavailable
-            pass
     return _SPECIAL_TEXT.get(code, f"Socket error {code}")
 
 
@@ -109,8 +104,8 @@ def describe(exc: BaseException) -> str:
         return f"TLS certificate rejected (certificate verify failed): {exc.verify_message}"
     if isinstance(exc, ssl.SSLError):
         return f"TLS error: {exc.reason or exc}"
-    if isinstance(exc, socket.gaierror):
-        return error_text(exc.errno, wsa_code(exc))
+    if isinstance(exc, socket.gaierror):  # the resolver's own words, e.g. "Name or service..."
+        return exc.strerror or error_text(None, wsa_code(exc))
     if isinstance(exc, OSError) and exc.errno:
         return os.strerror(exc.errno)
     return str(exc) or type(exc).__name__
@@ -151,7 +146,7 @@ class ESocketError(OSError):
         if isinstance(exc, ESocketError):
             return exc
         code = wsa_code(exc)
-        if isinstance(exc, ssl.SSLError):
+        if isinstance(exc, (ssl.SSLError, socket.gaierror)):
             return cls(f"Windows socket error: {describe(exc)} ({code}), on API '{api}'", code,
                        None, api)
         return cls.from_code(code, api, getattr(exc, "errno", None))
