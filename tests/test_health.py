@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import socket
 import threading
+import time
 
 import pytest
 
@@ -220,9 +221,14 @@ def test_auto_reconnect_after_server_restart_keeps_messages_once(qtbot) -> None:
     assert cli.Socket.SendText("during 1\n") == 9   # kept for the next connection
     assert cli.Socket.SendText("during 2\n") == 9
     qtbot.waitUntil(lambda: log.count("OnReconnect") >= 3, timeout=5000)  # refused, retrying
+    connected_at: list[float] = []
+    cli.OnConnect.connect(lambda s, sock: connected_at.append(time.monotonic()))
+    back_at = time.monotonic()
     srv.Open()  # back on the same port
     qtbot.waitUntil(lambda: lines == ["before", "during 1", "during 2"], timeout=5000)
     assert cli.Active and cli.ReconnectAttempt == 0
+    # back within the backoff bound: the next attempt comes at most ReconnectMaxInterval later
+    assert connected_at[0] - back_at <= 0.400 + 0.5
     cli.Socket.SendText("after\n")
     qtbot.waitUntil(lambda: lines[-1:] == ["after"], timeout=5000)
     assert lines == ["before", "during 1", "during 2", "after"]  # none lost, none twice
