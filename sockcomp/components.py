@@ -133,9 +133,11 @@ class _SocketComponent(QObject):
         return True
 
     def Open(self) -> None:
+        """Open the socket (``Active := True``)."""
         raise NotImplementedError
 
     def Close(self) -> None:
+        """Close the socket (``Active := False``)."""
         raise NotImplementedError
 
     @property

@@ -143,15 +143,19 @@ class WinSocketStream(io.RawIOBase):
 
     # -- io.RawIOBase ------------------------------------------------------------------------
     def readable(self) -> bool:
+        """Always True (io.RawIOBase)."""
         return True
 
     def writable(self) -> bool:
+        """Always True (io.RawIOBase)."""
         return True
 
     def readinto(self, buffer: Any) -> int:
+        """io.RawIOBase read: :meth:`Read` into ``buffer``; 0 at end of stream."""
         data = self.Read(len(buffer))
         buffer[:len(data)] = data
         return len(data)
 
     def write(self, b: Any) -> int:
+        """io.RawIOBase write: :meth:`Write`."""
         return self.Write(b)

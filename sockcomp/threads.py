@@ -279,6 +279,8 @@ class ServerClientThread(threading.Thread):
         return ready and not self._terminated
 
     def run(self) -> None:
+        """The thread body (override ClientExecute, not this): OnThreadStart, serve connections
+        while kept in the cache, then OnThreadEnd."""
         server = self._server
         try:
             server._thread_event(self, started=True)
