@@ -140,7 +140,9 @@ class ClientWinSocket(CustomWinSocket):
 
     def _lookup_failed(self, exc: Optional[BaseException], api: str, synchronous: bool) -> None:
         code = wsa_code(exc) if exc is not None else WSAENOADDRESS
-        left = self._report_error(eeLookup, code)
+        self.LastError = (ESocketError.from_os_error(exc, api) if exc is not None else
+                          ESocketError("No address specified", WSAENOADDRESS))
+        left = self._report_error(eeLookup, code, str(self.LastError))
         self._disconnect(graceful=False)
         if not left:
             return

@@ -176,6 +176,9 @@ class CustomWinSocket:
         self._hs_want = READ
         #: Text of the last error reported to OnError (a TLS failure explained, for example).
         self.LastErrorMessage = ""
+        #: The last error reported to OnError as an ESocketError (WSA code, native errno, API);
+        #: readable inside the handler. Beyond the VCL.
+        self.LastError: Optional[ESocketError] = None
         #: TCP keepalive of this connection (component properties KeepAlive*).
         self.keepalive = KeepAliveSettings()
         #: Most bytes SendBuf queues (0: no limit); beyond it SendBuf accepts only what fits
@@ -360,7 +363,10 @@ class CustomWinSocket:
             if self._state == SocketState.ssClosed:
                 return
             if isinstance(item, FrameError):
-                code = self._report_error(eeReceive, item.code)
+                self.LastError = ESocketError(
+                    f"Windows socket error: {item.text} ({item.code}), on API 'recv'", item.code,
+                    None, "recv")
+                code = self._report_error(eeReceive, item.code, item.text)
                 if framer is not None and framer.failed:
                     self._disconnect(graceful=True)
                 if code:
@@ -424,6 +430,7 @@ class CustomWinSocket:
         application's own making still ends with a FIN.
         """
         original = wsa_code(exc)
+        self.LastError = ESocketError.from_os_error(exc, api)
         code = self._report_error(event, original, describe(exc))
         self._disconnect(graceful=graceful)
         if code:

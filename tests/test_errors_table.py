@@ -54,3 +54,17 @@ def test_set_exception_hook_returns_previous_and_none_restores_default() -> None
     assert SetExceptionHook(None) == first.append
     restored = SetExceptionHook(original)
     assert restored is not first.append
+
+
+def test_last_error_is_readable_inside_onerror(qtbot, hook) -> None:
+    from sockcomp import ClientSocket
+    from tests.util import free_port
+    cli = ClientSocket()
+    cli.Address, cli.Port = "127.0.0.1", free_port()
+    seen: list[tuple[int, int, str]] = []
+    cli.OnError.connect(lambda s, sock, e, code: seen.append(
+        (sock.LastError.ErrorCode, sock.LastError.errno, sock.LastError.API)))
+    cli.Open()
+    qtbot.waitUntil(lambda: bool(seen) and bool(hook), timeout=5000)
+    assert seen == [(10061, errno.ECONNREFUSED, "connect")]
+    assert "Connection refused" in cli.Socket.LastErrorMessage
