@@ -707,9 +707,9 @@ class CustomWinSocket:
 
         Beyond the VCL. On a blocking socket an explicit ``count`` waits for data.
         """
+        if self._blocking and not self._rlen:  # outside the lock: a failure fires events
+            return self._blocking_recv(count or RECEIVE_CHUNK, wait=count is not None) or b""
         with self._lock:
-            if self._blocking and not self._rlen:
-                return self._blocking_recv(count or RECEIVE_CHUNK, wait=count is not None) or b""
             if not self._rlen:
                 if self._read_notified:
                     self._consumed()
@@ -750,10 +750,10 @@ class CustomWinSocket:
         the peer closes), so text split across TCP segments is never garbled.
         """
         import codecs
+        data = self.ReceiveBytes()
+        if not data:
+            return ""
         with self._lock:
-            data = self.ReceiveBytes()
-            if not data:
-                return ""
             decoder = codecs.getincrementaldecoder(self.Encoding)("replace")
             text = decoder.decode(data, final=self._eof)
             held = decoder.getstate()[0]
@@ -870,20 +870,20 @@ class CustomWinSocket:
         return self._send_stream(stream, drop=True)
 
     def _send_stream(self, stream: Any, drop: bool) -> bool:
+        if not self._can_send() or self._send_closed:
+            return False
+        if self._blocking:  # no lock held while sending: a failure fires events
+            try:
+                while True:
+                    data = stream.read(STREAM_CHUNK)
+                    if not data or self._blocking_send(data) <= 0:
+                        break
+            finally:
+                QueuedStream(stream).close()
+            if drop:
+                self.Close()
+            return True
         with self._lock:
-            if not self._can_send() or self._send_closed:
-                return False
-            if self._blocking:
-                try:
-                    while True:
-                        data = stream.read(STREAM_CHUNK)
-                        if not data or self._blocking_send(data) <= 0:
-                            break
-                finally:
-                    QueuedStream(stream).close()
-                if drop:
-                    self.Close()
-                return True
             self._squeue.append(QueuedStream(stream))
             self._nstreams += 1
             if drop:
@@ -999,17 +999,20 @@ class CustomWinSocket:
             self._disconnect(graceful=True)
 
     def _disconnect(self, graceful: bool) -> None:
+        # The lock only guards the once-only decision: an event is never fired while holding it,
+        # because in thread mode the handler runs in another thread and may use this socket.
         with self._lock:
             if self._disconnecting or self._state == SocketState.ssClosed:
                 return
             self._disconnecting = True
-            try:
-                self._cancel_pending()
-                self._fire(seDisconnect)
-            finally:
+        try:
+            self._cancel_pending()
+            self._fire(seDisconnect)
+        finally:
+            with self._lock:
                 self._release(graceful)
                 self._disconnecting = False
-            self._after_disconnect()
+        self._after_disconnect()
 
     def _cancel_pending(self) -> None:  # ClientWinSocket cancels a pending lookup here
         pass

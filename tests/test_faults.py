@@ -285,3 +285,17 @@ def test_forced_close_drops_the_queue_and_resets_the_peer(qtbot) -> None:
     assert got < 32 * 1024 * 1024  # the rest of the queue was dropped, not delivered
     conn.close()
     listener.close()
+
+
+def test_thread_mode_handlers_may_use_the_socket_during_disconnect(qtbot) -> None:
+    """A worker never holds the socket's lock while its event runs in the component thread:
+    reading leftovers inside OnClientDisconnect (a common pattern) must not deadlock."""
+    srv = server(ServerType=stThreadBlocking)
+    got: list[str] = []
+    srv.OnClientRead.connect(lambda s, sock: None)  # does not read: bytes stay pending
+    srv.OnClientDisconnect.connect(lambda s, sock: got.append(sock.ReceiveText()))
+    with socket.create_connection(("127.0.0.1", srv.Socket.LocalPort)) as c:
+        c.sendall(b"last words")
+    qtbot.waitUntil(lambda: bool(got), timeout=5000)
+    assert got == ["last words"]
+    srv.Close()
