@@ -1,0 +1,1 @@
+"""sockcomp benchmarks (not part of the test suite). Run ``python -m bench --help``."""

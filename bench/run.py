@@ -1,0 +1,408 @@
+"""sockcomp benchmark suite: sockcomp's servers against their peers, one load generator.
+
+    python -m bench                      # everything, 3 interleaved runs, writes docs/benchmarks.md
+    python -m bench --quick --only ping  # smoke run (small N, nothing written)
+    python bench/run.py --only conc,idle --servers sockcomp-nb,asyncio-protocol --runs 5
+
+Every server kind runs in its own process (bench/servers.py); one C load generator
+(bench/loadgen.c, compiled with gcc on first use) drives all of them identically over
+127.0.0.1. Each measurement starts a fresh server process. Runs are interleaved: round r
+runs every scenario over every server (in an order rotated per round), then round r+1; the
+table shows the median of the rounds. See bench/README.md for the scenarios.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import random
+import shlex
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Optional
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+HOST = "127.0.0.1"
+MARKER = "<!-- end of generated results: text below this line is kept by bench/run.py -->"
+
+NB = "sockcomp-nb"
+TH = "sockcomp-thread"
+ALL_SERVERS = [NB, TH, "asyncio-protocol", "asyncio-streams", "uvloop-protocol",
+               "uvloop-streams", "qtcp", "raw-notifier", "threading-tcpserver"]
+EXTRA_SERVERS = ["sockcomp-thread-sync"]  # on request (--servers)
+THREADED = {TH, "sockcomp-thread-sync", "threading-tcpserver"}
+SCENARIOS = ["ping", "bulk", "conc", "conn", "idle"]
+
+# scenario parameters: (default, quick)
+PARAMS = {
+    "ping": ({"n": 10000}, {"n": 1000}),
+    "bulk": ({"mb": 256}, {"mb": 16}),
+    "conc": ({"clients": 200, "msgs": 200}, {"clients": 20, "msgs": 50}),
+    "conn": ({"count": 3000, "inflight": 8}, {"count": 300, "inflight": 8}),
+    "idle": ({"idle": 10000, "active": 100, "msgs": 100},
+             {"idle": 500, "active": 10, "msgs": 20}),
+}
+
+# metric -> (label, unit, higher is better)
+METRICS = {
+    "ping": ("(1) ping-pong, 64 B", "round trips/s", True),
+    "bulk_oneway": ("(2) bulk one way (sink)", "MB/s", True),
+    "bulk_echo": ("(2) bulk echoed", "MB/s", True),
+    "conc": ("(3) 200 clients x 200 msgs", "msgs/s", True),
+    "conn": ("(4) connect+echo+close", "conn/s", True),
+    "idle_kb": ("(5) RSS per idle connection", "KB/conn", False),
+    "idle_p50": ("(5) 100 active beside the idle: p50 latency", "us", False),
+    "idle_p99": ("(5) 100 active beside the idle: p99 latency", "us", False),
+    "idle_rate": ("(5) 100 active beside the idle: throughput", "msgs/s", True),
+}
+
+
+# ------------------------------------------------------------------------------ helpers
+def build_loadgen() -> str:
+    src = os.path.join(HERE, "loadgen.c")
+    with open(src, "rb") as f:
+        digest = hashlib.sha1(f.read()).hexdigest()[:12]
+    exe = os.path.join(tempfile.gettempdir(), f"sockcomp-bench-loadgen-{digest}")
+    if not os.path.exists(exe):
+        cc = shutil.which("gcc") or shutil.which("cc")
+        if cc is None:
+            sys.exit("bench: the load generator needs gcc (or cc) to build bench/loadgen.c")
+        subprocess.run([cc, "-O2", "-o", exe + ".tmp", src], check=True)
+        os.replace(exe + ".tmp", exe)
+    return exe
+
+
+def free_port() -> int:
+    """A port below 32768 such that it and the next one are free."""
+    for _ in range(200):
+        port = random.randrange(20000, 32000, 2)
+        try:
+            for p in (port, port + 1):
+                with socket.socket() as s:
+                    s.bind((HOST, p))
+            return port
+        except OSError:
+            continue
+    raise RuntimeError("no free port pair below 32768")
+
+
+def uvloop_available() -> bool:
+    try:
+        import uvloop  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+class Server:
+    """One server process of a kind; started fresh for every measurement."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.err = tempfile.TemporaryFile()
+        for _attempt in range(3):
+            self.port = free_port()
+            self.proc = subprocess.Popen(
+                [sys.executable, os.path.join(HERE, "servers.py"), kind, str(self.port)],
+                stdout=subprocess.PIPE, stderr=self.err, text=True, cwd=ROOT)
+            line = self.proc.stdout.readline() if self.proc.stdout else ""
+            if line.startswith("READY"):
+                self.pid = int(line.split()[1])
+                return
+            self.proc.wait()
+        raise RuntimeError(f"server {kind} did not start:\n{self.stderr()}")
+
+    def stderr(self) -> str:
+        self.err.seek(0)
+        return self.err.read().decode(errors="replace")[-3000:]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
+
+def loadgen(exe: str, *args: object, timeout: float = 180) -> dict:
+    cmd = [exe, *map(str, args)]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if res.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {res.stderr.strip()}")
+    return json.loads(res.stdout)
+
+
+def measure(exe: str, scenario: str, kind: str, p: dict) -> dict[str, float]:
+    """Run one scenario against a fresh server of ``kind``; metric -> value."""
+    server = Server(kind)
+    try:
+        if scenario == "ping":
+            r = loadgen(exe, "ping", HOST, server.port, p["n"], 64)
+            return {"ping": r["value"]}
+        if scenario == "bulk":
+            nbytes = p["mb"] * 1024 * 1024
+            one = loadgen(exe, "bulk", HOST, server.port + 1, nbytes, "sink")
+            echo = loadgen(exe, "bulk", HOST, server.port, nbytes, "echo")
+            return {"bulk_oneway": one["value"], "bulk_echo": echo["value"]}
+        if scenario == "conc":
+            r = loadgen(exe, "conc", HOST, server.port, p["clients"], p["msgs"], 64)
+            return {"conc": r["value"]}
+        if scenario == "conn":
+            r = loadgen(exe, "conn", HOST, server.port, p["count"], p["inflight"], 64)
+            return {"conn": r["value"]}
+        if scenario == "idle":
+            r = loadgen(exe, "idle", HOST, server.port, p["idle"], p["active"], p["msgs"], 64,
+                        server.pid)
+            return {"idle_kb": r["value"], "idle_p50": r["p50_us"], "idle_p99": r["p99_us"],
+                    "idle_rate": r["active_msg_per_s"]}
+        raise ValueError(scenario)
+    except Exception as exc:
+        raise RuntimeError(f"{scenario} on {kind}: {exc}\nserver stderr:\n{server.stderr()}")
+    finally:
+        server.stop()
+
+
+def servers_for(scenario: str, servers: list[str]) -> list[str]:
+    if scenario == "idle":  # one non-blocking server holding them all: no thread-per-connection
+        return [s for s in servers if s not in THREADED]
+    return servers
+
+
+# ------------------------------------------------------------------------------ machine
+def machine() -> dict[str, str]:
+    info = {"python": sys.version.split()[0], "platform": platform.platform()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            models = [l.split(":", 1)[1].strip() for l in f if l.startswith("model name")]
+        info["cpu"] = f"{models[0]} x {len(models)}" if models else platform.processor()
+    except OSError:
+        info["cpu"] = platform.processor()
+    info["cores"] = str(os.cpu_count())
+    try:
+        with open("/proc/meminfo") as f:
+            info["memory"] = f.readline().split(":", 1)[1].strip()
+    except OSError:
+        pass
+    try:
+        import PySide6
+        info["PySide6"] = PySide6.__version__
+    except ImportError:
+        pass
+    try:
+        import uvloop
+        info["uvloop"] = uvloop.__version__
+    except ImportError:
+        info["uvloop"] = "not installed"
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc:
+        out = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
+        info["compiler"] = out.splitlines()[0] if out else cc
+    return info
+
+
+def loadavg() -> str:
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "n/a"
+
+
+# ------------------------------------------------------------------------------ report
+def fmt(v: Optional[float]) -> str:
+    if v is None:
+        return "—"
+    if v >= 1000:
+        return f"{v:,.0f}"
+    if v >= 100:
+        return f"{v:.0f}"
+    return f"{v:.2f}"
+
+
+def ratio(a: Optional[float], b: Optional[float]) -> str:
+    if a is None or b is None or b == 0:
+        return "—"
+    return f"{a / b:.2f}x"
+
+
+def tables(med: dict, raw: dict, servers: list[str]) -> str:
+    lines = []
+    for metric, (label, unit, higher) in METRICS.items():
+        if metric not in med:
+            continue
+        row = med[metric]
+        better = "higher is better" if higher else "lower is better"
+        lines += [f"### {label} — {unit}, {better}", "",
+                  f"| server | median | runs | {NB} ÷ server | {TH} ÷ server |",
+                  "|---|---:|---|---:|---:|"]
+        for s in servers:
+            if s not in row:
+                continue
+            runs = ", ".join(fmt(v) for v in raw[metric][s])
+            lines.append(f"| {s} | {fmt(row[s])} | {runs} | {ratio(row.get(NB), row[s])} | "
+                         f"{ratio(row.get(TH), row[s])} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def goals(med: dict) -> list[tuple[str, str, str]]:
+    """(goal, measured, verdict) for every goal whose inputs were measured."""
+    out = []
+
+    def r(metric: str, a: str, b: str) -> Optional[float]:
+        row = med.get(metric, {})
+        if a in row and b in row and row[b]:
+            return row[a] / row[b]
+        return None
+
+    def add(goal: str, value: Optional[float], ok: bool, text: str) -> None:
+        if value is not None:
+            out.append((goal, text, "holds" if ok else "MISSED"))
+
+    v = r("ping", NB, "raw-notifier")
+    add("round trip within 1.5x of the raw notifier floor (nb ÷ raw ≥ 0.67)", v,
+        v is not None and v >= 1 / 1.5, f"{v:.2f}x" if v else "")
+    v = r("ping", NB, "asyncio-streams")
+    add("round trip at least 2x asyncio streams", v, v is not None and v >= 2.0,
+        f"{v:.2f}x" if v else "")
+    for metric, name in (("bulk_echo", "echoed"), ("bulk_oneway", "one way")):
+        v = r(metric, NB, "raw-notifier")
+        add(f"bulk ({name}) at least 0.9x the raw notifier floor", v,
+            v is not None and v >= 0.9, f"{v:.2f}x" if v else "")
+    v = r("conc", NB, "asyncio-protocol")
+    add("200-client throughput at least 1.0x asyncio Protocol", v, v is not None and v >= 1.0,
+        f"{v:.2f}x" if v else "")
+    kb = med.get("idle_kb", {}).get(NB)
+    add("10,000 idle connections under 20 KB RSS each", kb, kb is not None and kb < 20,
+        f"{kb:.2f} KB/conn" if kb is not None else "")
+    for metric, name in (("ping", "round trips"), ("conc", "concurrency")):
+        v = r(metric, TH, "threading-tcpserver")
+        add(f"thread-blocking server at least 1.0x ThreadingTCPServer ({name})", v,
+            v is not None and v >= 1.0, f"{v:.2f}x" if v else "")
+    return out
+
+
+def report(args, p: dict, med: dict, raw: dict, servers: list[str], info: dict,
+           load_before: str, load_after: str, elapsed: float, command: str) -> str:
+    lines = [
+        "# sockcomp benchmarks",
+        "",
+        "**PRELIMINARY.** Measured on a shared 2-core VM while other work may have been "
+        f"running: load average {load_before} at the start and {load_after} at the end "
+        "(1/5/15 min). Absolute numbers are noisy; the ratios, measured in the same run with "
+        "the same load generator and interleaved, are the point. Re-run on a quiet machine "
+        "before drawing conclusions.",
+        "",
+        f"Command: `{command}` (from the repository root; {elapsed:.0f} s). "
+        "How it works and what each scenario does: [bench/README.md](../bench/README.md).",
+        "",
+        "Machine: " + "; ".join(f"{k} {v}" for k, v in info.items()) + ".",
+        "",
+        "Parameters: " + "; ".join(f"{k} {v}" for k, v in p.items())
+        + f"; median of {args.runs} interleaved runs, a fresh server process per measurement."
+        " Ratios are sockcomp ÷ server (for latency and KB/conn lower is better, so a ratio "
+        "below 1 is sockcomp ahead).",
+        "",
+        "## Goals (issue 8)",
+        "",
+        "| goal | measured | verdict |",
+        "|---|---:|---|",
+    ]
+    for goal, measured, verdict in goals(med):
+        lines.append(f"| {goal} | {measured} | {verdict} |")
+    lines += ["", "## Results", "", tables(med, raw, servers)]
+    return "\n".join(lines)
+
+
+def write_doc(path: str, text: str) -> None:
+    kept = ""
+    if os.path.exists(path):
+        with open(path) as f:
+            old = f.read()
+        if MARKER in old:
+            kept = old.split(MARKER, 1)[1]
+    with open(path, "w") as f:
+        f.write(text.rstrip() + "\n\n" + MARKER + (kept if kept else "\n"))
+
+
+# ------------------------------------------------------------------------------ main
+def main(argv: Optional[list[str]] = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="small N, fast smoke run")
+    ap.add_argument("--only", default=",".join(SCENARIOS),
+                    help=f"comma-separated scenarios ({','.join(SCENARIOS)})")
+    ap.add_argument("--servers", default="",
+                    help=f"comma-separated server kinds (default: all installed; extra: "
+                         f"{','.join(EXTRA_SERVERS)})")
+    ap.add_argument("--runs", type=int, default=None, help="interleaved runs (default 3; 1 quick)")
+    ap.add_argument("--out", default=None,
+                    help="markdown report path (default docs/benchmarks.md; not with --quick)")
+    ap.add_argument("--no-write", action="store_true", help="print only")
+    ap.add_argument("--json", default=None, help="also write raw results as JSON here")
+    args = ap.parse_args(argv)
+    if args.runs is None:
+        args.runs = 1 if args.quick else 3
+    scenarios = [s for s in args.only.split(",") if s]
+    for s in scenarios:
+        if s not in SCENARIOS:
+            ap.error(f"unknown scenario {s!r}")
+    if args.servers:
+        servers = [s for s in args.servers.split(",") if s]
+        for s in servers:
+            if s not in ALL_SERVERS + EXTRA_SERVERS:
+                ap.error(f"unknown server {s!r}")
+    else:
+        servers = [s for s in ALL_SERVERS if uvloop_available() or not s.startswith("uvloop")]
+    p = {s: PARAMS[s][1 if args.quick else 0] for s in scenarios}
+
+    command = "python -m bench" + "".join(f" {shlex.quote(a)}" for a in (argv or sys.argv[1:]))
+    exe = build_loadgen()
+    info = machine()
+    load_before = loadavg()
+    t_start = time.monotonic()
+    print(f"sockcomp bench: scenarios {', '.join(scenarios)}; servers {', '.join(servers)}; "
+          f"{args.runs} run(s); load average {load_before}", flush=True)
+    raw: dict[str, dict[str, list[float]]] = {}
+    for rnd in range(args.runs):
+        for scenario in scenarios:
+            kinds = servers_for(scenario, servers)
+            shift = rnd % len(kinds) if kinds else 0
+            for kind in kinds[shift:] + kinds[:shift]:
+                t0 = time.monotonic()
+                res = measure(exe, scenario, kind, p[scenario])
+                for metric, value in res.items():
+                    raw.setdefault(metric, {}).setdefault(kind, []).append(value)
+                shown = ", ".join(f"{m} {fmt(v)}" for m, v in res.items())
+                print(f"  run {rnd + 1}/{args.runs} {scenario:5} {kind:22} {shown} "
+                      f"({time.monotonic() - t0:.1f} s)", flush=True)
+    med = {m: {k: statistics.median(v) for k, v in per.items()} for m, per in raw.items()}
+    elapsed = time.monotonic() - t_start
+    text = report(args, p, med, raw, servers, info, load_before, loadavg(), elapsed, command)
+    print()
+    print(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"params": p, "raw": raw, "median": med, "machine": info,
+                       "loadavg": [load_before, loadavg()], "command": command}, f, indent=1)
+    out = args.out or (None if args.quick or args.no_write
+                       else os.path.join(ROOT, "docs", "benchmarks.md"))
+    if out and not args.no_write:
+        write_doc(out, text)
+        print(f"\nwritten to {os.path.relpath(out)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

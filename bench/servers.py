@@ -1,0 +1,363 @@
+"""Echo servers for the benchmark suite, one kind per process.
+
+    python bench/servers.py KIND PORT      # echo on 127.0.0.1:PORT, sink on PORT+1
+
+Every server listens on two ports: ``PORT`` echoes what it receives, ``PORT+1`` reads and
+discards (the "one way" bulk test). Both close the connection when the client finishes
+sending. When both are listening the process prints ``READY <pid>`` on stdout; it runs until
+it is terminated (SIGTERM). Every server sets TCP_NODELAY on accepted connections and uses a
+listen backlog of 4096, so the kinds differ only in their I/O machinery.
+
+Kinds: sockcomp-nb, sockcomp-thread, sockcomp-thread-sync, asyncio-protocol, asyncio-streams,
+uvloop-protocol, uvloop-streams, qtcp, raw-notifier, threading-tcpserver.
+"""
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import socket
+import sys
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+HOST = "127.0.0.1"
+BACKLOG = 4096
+RECV = 256 * 1024
+
+
+def _raise_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _ready() -> None:
+    sys.stdout.write(f"READY {os.getpid()}\n")
+    sys.stdout.flush()
+
+
+def _qt_app():
+    from PySide6.QtCore import QCoreApplication
+    app = QCoreApplication.instance() or QCoreApplication([])
+    # SIGTERM must end app.exec(): Python signal handlers only run when Python code runs,
+    # so wake the interpreter periodically with a timer.
+    from PySide6.QtCore import QTimer
+    signal.signal(signal.SIGTERM, lambda *_: app.quit())
+    timer = QTimer(app)
+    timer.timeout.connect(lambda: None)
+    timer.start(200)
+    return app
+
+
+# ------------------------------------------------------------------------------ sockcomp
+def _silence(Sender, Socket, ErrorEvent, ErrorCode) -> None:
+    ErrorCode.value = 0  # resets from the load generator are expected, not failures
+
+
+def serve_sockcomp_nb(port: int) -> None:
+    from sockcomp import ServerSocket, stNonBlocking
+    app = _qt_app()
+    servers = []
+    for p, sink in ((port, False), (port + 1, True)):
+        s = ServerSocket()
+        s.Loaded()
+        s.ServerType = stNonBlocking
+        s.Address, s.Port = HOST, p
+        if sink:
+            s.OnClientRead.connect(lambda Sender, Socket: Socket.ReceiveBytes())
+        else:
+            s.OnClientRead.connect(lambda Sender, Socket: Socket.SendBuf(Socket.ReceiveBytes()))
+        s.OnClientError.connect(_silence)
+        s.Open()
+        servers.append(s)
+    _ready()
+    app.exec()
+
+
+def serve_sockcomp_thread(port: int, sync: bool = False) -> None:
+    """stThreadBlocking. Default: the Delphi idiom, a ServerClientThread whose ClientExecute
+    echoes through a WinSocketStream. ``sync``: the default ClientExecute, OnClientRead
+    synchronized to the component's thread (the handler echoes there)."""
+    from sockcomp import ServerClientThread, ServerSocket, WinSocketStream, stThreadBlocking
+
+    class EchoThread(ServerClientThread):
+        sink = False
+
+        def ClientExecute(self):
+            sock = self.ClientSocket
+            stream = WinSocketStream(sock, 60000)
+            while not self.Terminated and sock.Connected:
+                data = stream.Read(RECV)
+                if not data:
+                    sock.Close()
+                    break
+                if not self.sink:
+                    stream.Write(data)
+
+    class SinkThread(EchoThread):
+        sink = True
+
+    app = _qt_app()
+    servers = []
+    for p, cls in ((port, EchoThread), (port + 1, SinkThread)):
+        s = ServerSocket()
+        s.Loaded()
+        s.ServerType = stThreadBlocking
+        s.Address, s.Port = HOST, p
+        if sync:
+            if cls is SinkThread:
+                s.OnClientRead.connect(lambda Sender, Socket: Socket.ReceiveBytes())
+            else:
+                s.OnClientRead.connect(
+                    lambda Sender, Socket: Socket.SendBuf(Socket.ReceiveBytes()))
+        else:
+            s.OnGetThread.connect(
+                lambda Sender, ClientSocket, SocketThread, cls=cls:
+                setattr(SocketThread, "value", cls(False, ClientSocket)))
+        s.OnClientError.connect(_silence)
+        s.Open()
+        servers.append(s)
+    _ready()
+    app.exec()
+    for s in servers:
+        s.Close()
+
+
+# ------------------------------------------------------------------------------ asyncio
+def _run_asyncio(port: int, streams: bool, use_uvloop: bool) -> None:
+    import asyncio
+
+    class Echo(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+            transport.get_extra_info("socket").setsockopt(
+                socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+        def data_received(self, data):
+            self.transport.write(data)
+
+    class Sink(Echo):
+        def data_received(self, data):
+            pass
+
+    async def echo_stream(reader, writer, sink=False):
+        try:
+            while True:
+                data = await reader.read(RECV)
+                if not data:
+                    break
+                if not sink:
+                    writer.write(data)
+                    await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        stop = loop.create_future()
+        loop.add_signal_handler(signal.SIGTERM, stop.set_result, None)
+        if streams:
+            s1 = await asyncio.start_server(echo_stream, HOST, port, backlog=BACKLOG)
+            s2 = await asyncio.start_server(
+                lambda r, w: echo_stream(r, w, True), HOST, port + 1, backlog=BACKLOG)
+        else:
+            s1 = await loop.create_server(Echo, HOST, port, backlog=BACKLOG)
+            s2 = await loop.create_server(Sink, HOST, port + 1, backlog=BACKLOG)
+        _ready()
+        await stop
+        s1.close()
+        s2.close()
+
+    if use_uvloop:
+        import uvloop
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
+
+
+# ------------------------------------------------------------------------------ Qt
+def serve_qtcp(port: int) -> None:
+    from PySide6.QtNetwork import QAbstractSocket, QHostAddress, QTcpServer
+    app = _qt_app()
+    servers = []
+
+    def make(p: int, sink: bool) -> QTcpServer:
+        server = QTcpServer()
+        server.setMaxPendingConnections(BACKLOG)
+        if hasattr(server, "setListenBacklogSize"):
+            server.setListenBacklogSize(BACKLOG)
+
+        def on_new() -> None:
+            while server.hasPendingConnections():
+                conn = server.nextPendingConnection()
+                conn.setSocketOption(QAbstractSocket.SocketOption.LowDelayOption, 1)
+                if sink:
+                    conn.readyRead.connect(lambda c=conn: c.readAll())
+                else:
+                    conn.readyRead.connect(lambda c=conn: c.write(c.readAll()))
+                conn.disconnected.connect(conn.deleteLater)
+
+        server.newConnection.connect(on_new)
+        if not server.listen(QHostAddress(HOST), p):
+            raise OSError(server.errorString())
+        return server
+
+    servers.append(make(port, False))
+    servers.append(make(port + 1, True))
+    _ready()
+    app.exec()
+
+
+# ------------------------------------------------------------------------------ raw floor
+def serve_raw_notifier(port: int) -> None:
+    """The floor: plain sockets, one QSocketNotifier per direction, echo in Python."""
+    from PySide6.QtCore import QSocketNotifier
+    app = _qt_app()
+    conns: dict[int, "Conn"] = {}
+
+    class Conn:
+        __slots__ = ("sock", "rn", "wn", "pending", "sink")
+
+        def __init__(self, sock: socket.socket, sink: bool) -> None:
+            self.sock = sock
+            self.sink = sink
+            self.pending = b""
+            fd = sock.fileno()
+            self.rn = QSocketNotifier(fd, QSocketNotifier.Type.Read)
+            self.wn = QSocketNotifier(fd, QSocketNotifier.Type.Write)
+            self.wn.setEnabled(False)
+            self.rn.activated.connect(self.on_read)
+            self.wn.activated.connect(self.on_write)
+
+        def on_read(self, *_) -> None:
+            try:
+                data = self.sock.recv(RECV)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                self.close()
+                return
+            if self.sink:
+                return
+            try:
+                sent = self.sock.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                self.close()
+                return
+            if sent < len(data):
+                self.pending = data[sent:]
+                self.rn.setEnabled(False)   # backpressure: stop reading until drained
+                self.wn.setEnabled(True)
+
+        def on_write(self, *_) -> None:
+            try:
+                sent = self.sock.send(self.pending)
+            except BlockingIOError:
+                return
+            except OSError:
+                self.close()
+                return
+            self.pending = self.pending[sent:]
+            if not self.pending:
+                self.wn.setEnabled(False)
+                self.rn.setEnabled(True)
+
+        def close(self) -> None:
+            self.rn.setEnabled(False)
+            self.wn.setEnabled(False)
+            conns.pop(self.sock.fileno(), None)
+            self.sock.close()
+
+    listeners = []
+    for p, sink in ((port, False), (port + 1, True)):
+        ls = socket.socket()
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind((HOST, p))
+        ls.listen(BACKLOG)
+        ls.setblocking(False)
+        n = QSocketNotifier(ls.fileno(), QSocketNotifier.Type.Read)
+
+        def on_accept(*_, ls=ls, sink=sink) -> None:
+            while True:
+                try:
+                    c, _addr = ls.accept()
+                except (BlockingIOError, InterruptedError):
+                    return
+                c.setblocking(False)
+                c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                conns[c.fileno()] = Conn(c, sink)
+
+        n.activated.connect(on_accept)
+        listeners.append((ls, n))
+    _ready()
+    app.exec()
+
+
+# ------------------------------------------------------------------------------ threads
+def serve_threading(port: int) -> None:
+    import socketserver
+    import threading
+
+    class Echo(socketserver.BaseRequestHandler):
+        sink = False
+
+        def handle(self):
+            s = self.request
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            try:
+                while True:
+                    data = s.recv(RECV)
+                    if not data:
+                        return
+                    if not self.sink:
+                        s.sendall(data)
+            except ConnectionError:
+                pass
+
+    class Sink(Echo):
+        sink = True
+
+    class Server(socketserver.ThreadingTCPServer):
+        allow_reuse_address = True
+        daemon_threads = True
+        request_queue_size = BACKLOG
+
+    s1 = Server((HOST, port), Echo)
+    s2 = Server((HOST, port + 1), Sink)
+    threading.Thread(target=s2.serve_forever, daemon=True).start()
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=s1.shutdown).start())
+    _ready()
+    s1.serve_forever()
+
+
+KINDS = {
+    "sockcomp-nb": serve_sockcomp_nb,
+    "sockcomp-thread": serve_sockcomp_thread,
+    "sockcomp-thread-sync": lambda port: serve_sockcomp_thread(port, sync=True),
+    "asyncio-protocol": lambda port: _run_asyncio(port, streams=False, use_uvloop=False),
+    "asyncio-streams": lambda port: _run_asyncio(port, streams=True, use_uvloop=False),
+    "uvloop-protocol": lambda port: _run_asyncio(port, streams=False, use_uvloop=True),
+    "uvloop-streams": lambda port: _run_asyncio(port, streams=True, use_uvloop=True),
+    "qtcp": serve_qtcp,
+    "raw-notifier": serve_raw_notifier,
+    "threading-tcpserver": serve_threading,
+}
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) != 2 or argv[0] not in KINDS:
+        sys.exit(f"usage: servers.py {{{','.join(KINDS)}}} PORT")
+    _raise_nofile()
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    KINDS[argv[0]](int(argv[1]))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
