@@ -72,6 +72,13 @@ class ServerClientWinSocket(CustomWinSocket):
     def _after_disconnect(self) -> None:
         self._server._remove(self)
 
+    def _report_exception(self, exc: BaseException) -> None:
+        sync = self._server._sync
+        if self._blocking and sync is not None and not sync._pump.in_own_thread():
+            sync.call(HandleException, exc)  # a worker's error: the hook runs where events do
+        else:
+            HandleException(exc)
+
 
 class ServerWinSocket(CustomWinSocket):
     """The listening socket of a ServerSocket: accepts clients and keeps ``Connections``."""

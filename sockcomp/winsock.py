@@ -370,7 +370,7 @@ class CustomWinSocket:
                 if framer is not None and framer.failed:
                     self._disconnect(graceful=True)
                 if code:
-                    HandleException(ESocketError(
+                    self._report_exception(ESocketError(
                         f"Windows socket error: {item.text} ({code}), on API 'recv'", code,
                         None, "recv"))
             elif isinstance(framer, LineFramer):
@@ -439,7 +439,11 @@ class CustomWinSocket:
                 err = ESocketError.from_code(code, api, getattr(exc, "errno", None))
             if raise_:
                 raise err
-            HandleException(err)
+            self._report_exception(err)
+
+    def _report_exception(self, exc: BaseException) -> None:
+        """Pass an asynchronous error to the application hook, in the component's thread."""
+        HandleException(exc)
 
     # ------------------------------------------------------------------ pump wiring
     def _attach(self, mask: int) -> None:
@@ -936,7 +940,7 @@ class CustomWinSocket:
                     queue.popleft()
                     self._nstreams -= 1
                     item.close()
-                    HandleException(exc)
+                    self._report_exception(exc)
                     continue
                 if chunk is None:
                     queue.popleft()

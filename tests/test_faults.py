@@ -299,3 +299,21 @@ def test_thread_mode_handlers_may_use_the_socket_during_disconnect(qtbot) -> Non
     qtbot.waitUntil(lambda: bool(got), timeout=5000)
     assert got == ["last words"]
     srv.Close()
+
+
+def test_thread_mode_errors_reach_the_hook_in_the_component_thread(qtbot, hook) -> None:
+    srv = server(ServerType=stThreadBlocking)
+    hook_threads: list[bool] = []
+    import sockcomp
+    previous = sockcomp.SetExceptionHook(lambda exc: (
+        hook.append(exc), hook_threads.append(threading.current_thread() is
+                                              threading.main_thread())))
+    try:
+        with socket.create_connection(("127.0.0.1", srv.Socket.LocalPort)) as c:
+            qtbot.waitUntil(lambda: srv.Socket.ActiveThreads == 1, timeout=5000)
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        qtbot.waitUntil(lambda: bool(hook_threads), timeout=5000)  # the reset, reported
+        assert hook_threads == [True] and hook[0].ErrorCode == 10054
+    finally:
+        sockcomp.SetExceptionHook(previous)
+        srv.Close()
