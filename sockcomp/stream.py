@@ -17,6 +17,7 @@ import errno
 import io
 import select
 import socket
+import ssl
 import threading
 from typing import Any, Optional
 
@@ -89,6 +90,9 @@ class WinSocketStream(io.RawIOBase):
             return sock_obj.ReceiveBytes(Count)
         if sock_obj._eof or sock_obj._sock is None:
             return b""
+        data = self._try_recv(Count)
+        if data is not None:
+            return data
         if not self._poll(select.POLLIN, self.TimeOut):
             if getattr(threading.current_thread(), "Terminated", False):
                 return b""
@@ -98,9 +102,34 @@ class WinSocketStream(io.RawIOBase):
         if sock is None:
             return b""
         try:
-            data = sock.recv(Count, socket.MSG_DONTWAIT)
+            if isinstance(sock, ssl.SSLSocket):
+                data = sock.recv(Count)  # readable: a blocking read of the record that came
+            else:
+                data = sock.recv(Count, socket.MSG_DONTWAIT)
         except BlockingIOError:
             return self.Read(Count)
+        except OSError as exc:
+            if sock_obj.State == SocketState.ssClosed:
+                return b""
+            sock_obj._fail(eeReceive, exc, "recv", raise_=True)
+            return b""
+        if not data:
+            sock_obj._eof = True
+        return data
+
+    def _try_recv(self, count: int) -> Optional[bytes]:
+        """Read without waiting: bytes, b'' at end of stream, None when nothing is there yet."""
+        sock_obj = self._socket
+        sock = sock_obj._sock
+        if sock is None:
+            return b""
+        tls = isinstance(sock, ssl.SSLSocket)
+        if isinstance(sock, ssl.SSLSocket) and not sock.pending():
+            return None  # TLS: wait for readability, then read a whole record
+        try:
+            data = sock.recv(count) if tls else sock.recv(count, socket.MSG_DONTWAIT)
+        except (BlockingIOError, InterruptedError):
+            return None
         except OSError as exc:
             if sock_obj.State == SocketState.ssClosed:
                 return b""
@@ -118,9 +147,20 @@ class WinSocketStream(io.RawIOBase):
         view = memoryview(Buffer).cast("B")
         written = 0
         sock_obj = self._socket
+        if isinstance(sock_obj._sock, ssl.SSLSocket):  # TLS: no MSG_DONTWAIT; send it all
+            return sock_obj._blocking_send(view)
         while written < len(view):
             sock = sock_obj._sock
             if sock is None:
+                break
+            try:  # the common case: the kernel takes it at once, no wait needed
+                with sock_obj._send_lock:
+                    written += sock.send(view[written:], socket.MSG_DONTWAIT)
+                continue
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError as exc:
+                sock_obj._fail(eeSend, exc, "send", raise_=True)
                 break
             if not self._poll(select.POLLOUT, self.TimeOut):
                 if written:

@@ -294,3 +294,47 @@ def test_missing_certificate_is_refused_at_open() -> None:
     with pytest.raises(ESocketError, match="could not be loaded"):
         srv.Open()
     assert not srv.Active
+
+
+def test_winsocketstream_over_tls_in_a_server_thread(qtbot, certs) -> None:
+    """A ported ClientExecute (WaitForData, Read, Write) behind TLS, timeout and EOF included."""
+    from sockcomp import ESocketTimeout, ServerClientThread, WinSocketStream
+    outcomes: list[str] = []
+
+    class EchoThread(ServerClientThread):
+        def ClientExecute(self) -> None:
+            stream = WinSocketStream(self.ClientSocket, 300)
+            try:
+                stream.Read(10)
+            except ESocketTimeout:
+                outcomes.append("timed out")  # nothing sent yet: a timeout, not EOF
+            stream.Write(b"ready\n")
+            while not self.Terminated and self.ClientSocket.Connected:
+                if stream.WaitForData(5000):
+                    data = stream.Read(4096)
+                    if not data:
+                        outcomes.append("eof")
+                        self.ClientSocket.Close()
+                    else:
+                        stream.Write(data.upper())
+
+    srv = tls_server(certs, ServerType=stThreadBlocking)
+    srv.OnGetThread.connect(lambda s, sock, cell: setattr(cell, "value", EchoThread(False, sock)))
+    srv.Open()
+    replies: list[bytes] = []
+
+    def client() -> None:
+        context = ssl.create_default_context(cafile=certs["ca"])
+        with socket.create_connection(("127.0.0.1", srv.Socket.LocalPort), timeout=10) as raw:
+            with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                f = tls.makefile("rb")
+                replies.append(f.readline())
+                tls.sendall(b"secret\n")
+                replies.append(f.readline())
+
+    worker = threading.Thread(target=client)
+    worker.start()
+    qtbot.waitUntil(lambda: outcomes == ["timed out", "eof"], timeout=10000)
+    worker.join(5)
+    assert replies == [b"ready\n", b"SECRET\n"]
+    srv.Close()
