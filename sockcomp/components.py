@@ -15,7 +15,7 @@ from __future__ import annotations
 import ssl
 from typing import Any, Optional, Union
 
-from PySide6.QtCore import SIGNAL, QObject, QTimer, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from ._designtime import in_designer
 from ._idle import IdleWatch
@@ -486,18 +486,6 @@ class ServerSocket(_SocketComponent):
         self._socket.accept_hook = self._accept
         self._socket.get_thread_hook = self._get_thread
         self._socket.thread_event_sink = self._thread_event
-        self._socket.event_wanted = self._event_wanted
-        self._signatures = {
-            int(event): SIGNAL(f"{name}({args})") for event, name, args in [
-                (seConnect, "OnClientConnect", "PyObject,PyObject"),
-                (seRead, "OnClientRead", "PyObject,PyObject"),
-                (seWrite, "OnClientWrite", "PyObject,PyObject"),
-                (seDisconnect, "OnClientDisconnect", "PyObject,PyObject"),
-                (seHalfClose, "OnClientHalfClose", "PyObject,PyObject"),
-                (100, "OnClientLineReceived", "PyObject,PyObject,PyObject"),
-                (101, "OnClientPacketReceived", "PyObject,PyObject,PyObject"),
-                (102, "OnThreadStart", "PyObject,PyObject"),
-                (103, "OnThreadEnd", "PyObject,PyObject")]}
         server = self._socket
         self._emit = {
             seConnect: self.OnClientConnect.emit, seRead: self.OnClientRead.emit,
@@ -510,14 +498,6 @@ class ServerSocket(_SocketComponent):
     def Socket(self) -> ServerWinSocket:
         """The listening socket object: Connections, ActiveConnections, …"""
         return self._socket
-
-    def _event_wanted(self, subject: Any, event: int) -> bool:
-        """Asked by worker threads: is anything connected to this event (or is there work)?"""
-        idle_timeout: int = getattr(subject, "IdleTimeout", 0)
-        if event == seConnect and idle_timeout > 0:
-            return True  # the idle watch must be armed in this thread
-        signature = self._signatures.get(event)
-        return signature is None or self.receivers(signature) > 0
 
     def _watched_sockets(self) -> list[CustomWinSocket]:
         return list(self._socket.Connections)

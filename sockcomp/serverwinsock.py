@@ -31,9 +31,6 @@ from .winsock import (
 
 __all__ = ["ServerWinSocket", "ServerClientWinSocket"]
 
-# pseudo events asked about through ServerWinSocket.event_wanted (beyond SocketEvent)
-_FRAME_LINE, _FRAME_PACKET, _THREAD_START, _THREAD_END = 100, 101, 102, 103
-
 
 class ServerClientWinSocket(CustomWinSocket):
     """The server's end of one accepted connection.
@@ -115,9 +112,6 @@ class ServerWinSocket(CustomWinSocket):
         self.get_thread_hook: Callable[[ServerClientWinSocket], Any] = lambda client: None
         #: Told when a thread starts (True) or ends (False) (OnThreadStart / OnThreadEnd).
         self.thread_event_sink: Callable[[Any, bool], None] = lambda thread, started: None
-        #: Whether a worker's event must reach the component thread at all (a handler is
-        #: connected, or the component has work to do): saves a thread round trip per event.
-        self.event_wanted: Callable[[Any, int], bool] = lambda client, event: True
 
     @property
     def ThreadCacheSize(self) -> int:
@@ -170,8 +164,7 @@ class ServerWinSocket(CustomWinSocket):
     def _client_event(self, client: CustomWinSocket, event: int) -> None:
         sync = self._sync
         if sync is not None and not sync._pump.in_own_thread():
-            if self.event_wanted(client, event):
-                sync.call(self.client_event_sink, client, event)
+            sync.call(self.client_event_sink, client, event)
         else:
             self.client_event_sink(client, event)
 
@@ -185,9 +178,7 @@ class ServerWinSocket(CustomWinSocket):
     def _client_frame(self, client: CustomWinSocket, message: Any) -> None:
         sync = self._sync
         if sync is not None and not sync._pump.in_own_thread():
-            kind = _FRAME_LINE if isinstance(message, str) else _FRAME_PACKET
-            if self.event_wanted(client, kind):
-                sync.call(self.client_frame_sink, client, message)
+            sync.call(self.client_frame_sink, client, message)
         else:
             self.client_frame_sink(client, message)
 
@@ -198,8 +189,7 @@ class ServerWinSocket(CustomWinSocket):
         return self._sync
 
     def _thread_event(self, thread: Any, started: bool) -> None:
-        if self.event_wanted(thread, _THREAD_START if started else _THREAD_END):
-            self._synchronizer().call(self.thread_event_sink, thread, started)
+        self._synchronizer().call(self.thread_event_sink, thread, started)
 
     def _remove(self, client: ServerClientWinSocket) -> None:
         with self._conn_lock:
