@@ -82,7 +82,12 @@ class Closer:
         self._fd = sock.fileno()
         CLOSERS.add(self)
         pump.register(self._fd, self._on_ready, WRITE)
-        QTimer.singleShot(CLOSE_FLUSH_TIMEOUT_MS, pump, self._give_up)
+        # a QTimer owned by the pump (stopped when the flush ends), not singleShot(ms, ctx, fn):
+        # that overload crashed when it fired long after the closer had finished
+        self._timer = QTimer(pump)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self._give_up)
+        self._timer.start(CLOSE_FLUSH_TIMEOUT_MS)
 
     def _on_ready(self, events: int) -> None:
         queue = self._queue
@@ -131,6 +136,8 @@ class Closer:
         if self not in CLOSERS:
             return
         CLOSERS.discard(self)
+        self._timer.stop()
+        self._timer.deleteLater()
         self._pump.unregister(self._fd)
         for item in self._queue:
             if isinstance(item, QueuedStream):

@@ -119,25 +119,7 @@ class WinSocketStream(io.RawIOBase):
 
     def _try_recv(self, count: int) -> Optional[bytes]:
         """Read without waiting: bytes, b'' at end of stream, None when nothing is there yet."""
-        sock_obj = self._socket
-        sock = sock_obj._sock
-        if sock is None:
-            return b""
-        tls = isinstance(sock, ssl.SSLSocket)
-        if isinstance(sock, ssl.SSLSocket) and not sock.pending():
-            return None  # TLS: wait for readability, then read a whole record
-        try:
-            data = sock.recv(count) if tls else sock.recv(count, socket.MSG_DONTWAIT)
-        except (BlockingIOError, InterruptedError):
-            return None
-        except OSError as exc:
-            if sock_obj.State == SocketState.ssClosed:
-                return b""
-            sock_obj._fail(eeReceive, exc, "recv", raise_=True)
-            return b""
-        if not data:
-            sock_obj._eof = True
-        return data
+        return self._socket._blocking_recv(count, wait=False)
 
     def Write(self, Buffer: Any) -> int:
         """Write ``Buffer`` waiting at most ``TimeOut`` ms in all; returns bytes written.

@@ -681,8 +681,19 @@ class CustomWinSocket:
         if sock is None or self._eof:
             return b""
         try:
-            data = sock.recv(count, 0 if wait else socket.MSG_DONTWAIT)
-        except (BlockingIOError, InterruptedError):
+            if isinstance(sock, ssl.SSLSocket):  # SSLSocket refuses MSG_DONTWAIT
+                if wait or sock.pending():
+                    data = sock.recv(count)
+                else:  # readable may mean only a TLS 1.3 session ticket: truly non-blocking
+                    sock.setblocking(False)
+                    try:
+                        data = sock.recv(count)
+                    finally:
+                        if self._sock is sock:
+                            sock.setblocking(True)
+            else:
+                data = sock.recv(count, 0 if wait else socket.MSG_DONTWAIT)
+        except WOULD_BLOCK:
             return None
         except OSError as exc:
             if self._state == SocketState.ssClosed:

@@ -338,3 +338,36 @@ def test_winsocketstream_over_tls_in_a_server_thread(qtbot, certs) -> None:
     worker.join(5)
     assert replies == [b"ready\n", b"SECRET\n"]
     srv.Close()
+
+
+def test_blocking_tls_client_receivetext_does_not_wait(qtbot, certs) -> None:
+    """ReceiveText on a blocking socket returns what is there now, TLS or not."""
+    from sockcomp import WinSocketStream
+    srv = tls_server(certs)
+    srv.OnClientRead.connect(lambda s, sock: sock.SendText(sock.ReceiveText() + "!"))
+    srv.Open()
+    port = srv.Socket.LocalPort
+    result: list[object] = []
+
+    def blocking_client() -> None:
+        try:
+            cli = tls_client(certs, port, ClientType=ctBlocking)
+            cli.Loaded()
+            cli.Open()
+            before = cli.Socket.ReceiveText()  # nothing sent yet: '' at once, no wait
+            cli.Socket.SendText("hi")
+            assert WinSocketStream(cli.Socket, 5000).WaitForData(5000)
+            text = ""
+            while not text.endswith("!"):
+                text += cli.Socket.ReceiveText()
+            result.append((before, text))
+            cli.Close()
+        except BaseException as exc:
+            result.append(exc)
+
+    worker = threading.Thread(target=blocking_client)
+    worker.start()
+    qtbot.waitUntil(lambda: bool(result), timeout=10000)
+    worker.join(5)
+    assert result == [("", "hi!")]
+    srv.Close()
