@@ -42,6 +42,7 @@ class ClientWinSocket(CustomWinSocket):
         self._addresses: list[AddrInfo] = []
         self._connect_error: Optional[OSError] = None
         self._attempt: object = None
+        self._connect_timer: Any = None  # a QTimer owned by the pump, made on first use
         #: Milliseconds allowed from Open to OnConnect (0: the OS default). Beyond the VCL.
         self.ConnectTimeout = 0
         #: While True (AutoReconnect between connections), SendBuf keeps what it is given for
@@ -86,10 +87,7 @@ class ClientWinSocket(CustomWinSocket):
         self._state = SocketState.ssLookup
         attempt = self._attempt = object()
         if self.ConnectTimeout > 0 and not self._blocking:
-            from PySide6.QtCore import QTimer
-            assert self._pump is not None
-            QTimer.singleShot(int(self.ConnectTimeout), self._pump,
-                              lambda: self._connect_timed_out(attempt))
+            self._start_connect_timer(attempt)
         self._fire(seLookup)
         if self._state != SocketState.ssLookup:
             return  # closed from OnLookup
@@ -121,6 +119,19 @@ class ClientWinSocket(CustomWinSocket):
             self._lookup_failed(exc, "getaddrinfo", synchronous=True)
             return
         self._connect(infos)
+
+    def _start_connect_timer(self, attempt: object) -> None:
+        """One QTimer per socket, stopped once the attempt ends (never a timer that outlives it)."""
+        if self._connect_timer is None:
+            from PySide6.QtCore import QTimer
+            self._connect_timer = QTimer(self._pump)
+            self._connect_timer.setSingleShot(True)
+            self._connect_timer.timeout.connect(lambda: self._connect_timed_out(self._attempt))
+        self._connect_timer.start(int(self.ConnectTimeout))
+
+    def _stop_connect_timer(self) -> None:
+        if self._connect_timer is not None:
+            self._connect_timer.stop()
 
     def _connect_timed_out(self, attempt: object) -> None:
         if attempt is self._attempt and self._state in (SocketState.ssLookup,
@@ -156,6 +167,7 @@ class ClientWinSocket(CustomWinSocket):
 
     def _cancel_pending(self) -> None:
         self._attempt = None
+        self._stop_connect_timer()
         if self._lookup is not None:
             self._lookup.cancel()
             self._lookup = None
@@ -236,6 +248,8 @@ class ClientWinSocket(CustomWinSocket):
         return len(data)
 
     def _connected(self) -> None:
+        self._attempt = None
+        self._stop_connect_timer()
         super()._connected()
         outbox, self._outbox = self._outbox, []
         for data in outbox:  # what was sent while reconnecting, after OnConnect's own sends

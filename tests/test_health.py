@@ -265,3 +265,18 @@ def test_bad_health_values_are_refused() -> None:
     srv = ServerSocket()
     with pytest.raises(ESocketError):
         srv.MaxConnections = -1
+
+
+def test_connect_timeout_ends_with_the_attempt(qtbot) -> None:
+    """Once connected, the connect timeout is stopped: nothing fires when it would have expired."""
+    srv = listening_server()
+    cli = ClientSocket()
+    cli.Address, cli.Port, cli.ConnectTimeout = "127.0.0.1", srv.Socket.LocalPort, 150
+    log = EventLog(cli)
+    cli.Open()
+    qtbot.waitUntil(lambda: cli.Active, timeout=5000)
+    assert not cli.Socket._connect_timer.isActive()
+    qtbot.wait(300)  # twice the timeout: no error, still connected
+    assert log.names() == ["OnLookup", "OnConnecting", "OnConnect", "OnWrite"] and cli.Active
+    cli.Close()
+    srv.Close()
