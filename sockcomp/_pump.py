@@ -143,7 +143,9 @@ class EpollPump(Pump):
     def _wake(self) -> None:
         os.eventfd_write(self._wakefd, 1)
 
-    def _dispatch(self, *_: Any) -> None:
+    def _dispatch(self) -> None:
+        # No parameters on purpose: PySide6 then skips converting the signal's arguments
+        # (QSocketDescriptor, QSocketNotifier.Type), about 1.4 µs per activation.
         handlers = self._handlers
         wakefd = self._wakefd
         for fd, events in self._epoll.poll(0, self._BATCH):
@@ -182,8 +184,8 @@ class NotifierPump(Pump):
     def register(self, fd: int, handler: Handler, mask: int) -> None:
         rn = QSocketNotifier(fd, QSocketNotifier.Type.Read, self)
         wn = QSocketNotifier(fd, QSocketNotifier.Type.Write, self)
-        rn.activated.connect(lambda *_: self._fire(fd, READ))
-        wn.activated.connect(lambda *_: self._fire(fd, WRITE))
+        rn.activated.connect(lambda: self._fire(fd, READ))  # no parameters: see _dispatch
+        wn.activated.connect(lambda: self._fire(fd, WRITE))
         self._entries[fd] = (handler, rn, wn)
         rn.setEnabled(bool(mask & READ))
         wn.setEnabled(bool(mask & WRITE))
@@ -217,7 +219,7 @@ class NotifierPump(Pump):
         except BlockingIOError:
             pass  # the pipe is full: a wake-up is pending anyway
 
-    def _on_wake(self, *_: Any) -> None:
+    def _on_wake(self) -> None:
         try:
             while self._wake_r.recv(4096):
                 pass

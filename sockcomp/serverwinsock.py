@@ -55,6 +55,10 @@ class ServerClientWinSocket(CustomWinSocket):
         self._copy_settings(ServerWinSocket)
         self._apply_options()
         self._blocking = ServerWinSocket.ServerType == ServerType.stThreadBlocking
+        if not self._blocking:  # events fire on the component's thread: straight to its sinks
+            self._event_sink = ServerWinSocket.client_event_sink
+            self._error_sink = ServerWinSocket.client_error_sink
+            self._frame_sink = ServerWinSocket.client_frame_sink
         self._pump = ServerWinSocket._pump
         with ServerWinSocket._conn_lock:
             ServerWinSocket._connections.append(self)

@@ -81,6 +81,11 @@ seHalfClose = 8
 #: What a non-blocking send or receive may raise when it has to wait (TLS included).
 WOULD_BLOCK = (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
+# States compared on every event: module constants spare the enum class lookups.
+_CONNECTED = SocketState.ssConnected
+_HANDSHAKING = SocketState.ssHandshaking
+_monotonic = time.monotonic
+
 EventSink = Callable[["CustomWinSocket", int], None]
 FrameSink = Callable[["CustomWinSocket", Any], None]  # a line (str) or a packet (bytes)
 ErrorSink = Callable[["CustomWinSocket", ErrorEvent, Var[int]], None]
@@ -476,7 +481,10 @@ class CustomWinSocket:
             self._pump.modify(sock.fileno(), mask)
 
     def _on_ready(self, events: int) -> None:
-        if self._state == SocketState.ssHandshaking:
+        if events == READ and self._state is _CONNECTED:  # the common case: data arrived
+            self._on_readable()
+            return
+        if self._state is _HANDSHAKING:
             self._continue_handshake()
             return
         if events & WRITE:
@@ -600,19 +608,19 @@ class CustomWinSocket:
                 self._deliver_frames(self._framer.eof())
             self._peer_closed()
             return
-        self.last_activity = time.monotonic()
+        self.last_activity = _monotonic()
         if self._framer is not None:
             self._deliver_frames(self._framer.feed(data))
             return
         with self._lock:
             self._rchunks.append(data)
-            self._rlen += len(data)
+            rlen = self._rlen = self._rlen + len(data)
             notify = not self._read_notified
             self._read_notified = True
-        if self._rlen >= RECEIVE_HIGH_WATER:
+        if rlen >= RECEIVE_HIGH_WATER:
             self._update_interest()
         if notify:
-            self._fire(seRead)
+            self._event_sink(self, seRead)
 
     def _tls_recv(self, sock: socket.socket) -> bytes:
         """Read decrypted bytes, including what OpenSSL already buffered (epoll cannot see it)."""
@@ -725,11 +733,16 @@ class CustomWinSocket:
         if self._blocking and not self._rlen:  # outside the lock: a failure fires events
             return self._blocking_recv(count or RECEIVE_CHUNK, wait=count is not None) or b""
         with self._lock:
-            if not self._rlen:
+            chunks = self._rchunks
+            if count is None and len(chunks) == 1:  # the common case: all of one read
+                data = chunks.popleft()
+                self._rlen = 0
+            elif not self._rlen:
                 if self._read_notified:
                     self._consumed()
                 return b""
-            data = self._take(self._rlen if count is None else min(count, self._rlen))
+            else:
+                data = self._take(self._rlen if count is None else min(count, self._rlen))
             self._consumed()
             return data
 
@@ -792,6 +805,10 @@ class CustomWinSocket:
         if self._blocking:
             return self._blocking_send(buf, count)
         with self._lock:
+            if (type(buf) is bytes and count is None and not self._squeue
+                    and self._state is _CONNECTED and not self._send_closed
+                    and not self._dropping and not self.SendQueueLimit and buf):
+                return self._send_now(buf, len(buf), True)  # the common case, checks done
             if not self._can_send():
                 return self._send_while_closed(buf, count)
             if isinstance(buf, str):
@@ -819,22 +836,26 @@ class CustomWinSocket:
                 if self._squeued > self.SendQueueLowWater:
                     self._low_water_reported = False
                 return n
-            sock = self._sock
-            assert sock is not None
-            try:
-                sent = sock.send(view)
-            except WOULD_BLOCK:
-                sent = 0
-            except OSError as exc:
-                self._fail(eeSend, exc, "send", raise_=True)
-                return -1
-            self.last_activity = time.monotonic()
-            if sent < n:
-                rest = view[sent:]
-                self._squeue.append(rest if immutable else bytes(rest))
-                self._squeued += n - sent
-                self._update_interest()
-            return n
+            return self._send_now(view, n, immutable)
+
+    def _send_now(self, data: Any, n: int, immutable: bool) -> int:
+        """Hand ``n`` bytes to the OS (the queue is empty); queue what it does not take."""
+        sock = self._sock
+        assert sock is not None
+        try:
+            sent = sock.send(data)
+        except WOULD_BLOCK:
+            sent = 0
+        except OSError as exc:
+            self._fail(eeSend, exc, "send", raise_=True)
+            return -1
+        self.last_activity = _monotonic()
+        if sent < n:
+            rest = memoryview(data)[sent:]
+            self._squeue.append(rest if immutable else bytes(rest))
+            self._squeued += n - sent
+            self._update_interest()
+        return n
 
     def _send_while_closed(self, buf: Any, count: Optional[int]) -> int:
         """SendBuf on a socket that is not connected: nothing is sent (the VCL returns 0)."""
