@@ -737,7 +737,11 @@ class CustomWinSocket:
             if count is None and len(chunks) == 1:  # the common case: all of one read
                 data = chunks.popleft()
                 self._rlen = 0
-            elif not self._rlen:
+                self._read_notified = False  # _consumed() with nothing left, inlined
+                if not self._mask & READ:
+                    self._update_interest()
+                return data
+            if not self._rlen:
                 if self._read_notified:
                     self._consumed()
                 return b""
