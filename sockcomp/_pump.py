@@ -1,9 +1,13 @@
 """Readiness pump: the Qt-side replacement for WSAAsyncSelect's hidden window.
 
-One :class:`Pump` serves every sockcomp socket of a thread. On Linux it keeps one ``epoll``
-holding all of the thread's sockets and watches the epoll descriptor with a single
-``QSocketNotifier``; each activation dispatches every ready socket in one batch. Elsewhere a
-fallback uses one ``QSocketNotifier`` per direction per socket. Both expose the same interface:
+One :class:`Pump` serves every sockcomp socket of a thread. On Linux the first
+:data:`DIRECT_SLOTS` sockets of a thread get ``QSocketNotifier`` objects of their own (the shortest
+path from Qt's event loop to a handler), and every further socket joins one ``epoll`` watched by
+a single ``QSocketNotifier``, whose activation dispatches all ready sockets in one batch. Qt
+polls every notifier's descriptor on every turn of its loop, so the epoll keeps that cost flat
+when a thread holds thousands of connections; notifiers are recycled, so connection churn costs
+no more than an epoll registration. Elsewhere a fallback uses one ``QSocketNotifier`` per
+direction per socket. Both expose the same interface:
 
 * ``register(fd, handler, mask)`` / ``modify(fd, mask)`` / ``unregister(fd)`` where ``mask`` is a
   combination of :data:`READ` and :data:`WRITE`, and ``handler(events)`` receives the ready bits
@@ -27,11 +31,13 @@ from PySide6.QtCore import QCoreApplication, QObject, QSocketNotifier
 
 from .errors import HandleException
 
-__all__ = ["Pump", "READ", "WRITE", "current_pump"]
+__all__ = ["DIRECT_SLOTS", "Pump", "READ", "WRITE", "current_pump"]
 
 READ = 0x001   # == select.EPOLLIN
 WRITE = 0x004  # == select.EPOLLOUT
 _ERR_BITS = 0x008 | 0x010  # EPOLLERR | EPOLLHUP
+
+DIRECT_SLOTS = 32  # sockets per thread with notifiers of their own before the epoll takes over
 
 Handler = Callable[[int], None]
 
@@ -107,33 +113,116 @@ class Pump(QObject):
             self._wake()
 
 
+class _DirectWatch:
+    """A socket watched by notifiers of its own; recycled for the next socket when released.
+
+    The read notifier exists from the start, the write notifier from the first time the socket
+    waits to send. Re-pointing a notifier at another descriptor (``setSocket``) costs about what
+    an epoll registration does; creating and connecting a new one costs ten times more.
+    """
+
+    __slots__ = ("pump", "fd", "handler", "mask", "reader", "writer", "writer_fd")
+
+    def __init__(self, pump: "EpollPump") -> None:
+        self.pump = pump
+        self.fd = -1
+        self.handler: Optional[Handler] = None
+        self.mask = 0
+        self.reader = QSocketNotifier(QSocketNotifier.Type.Read, pump)
+        self.reader.activated.connect(self._on_read)  # no parameters: see EpollPump._dispatch
+        self.writer: Optional[QSocketNotifier] = None
+        self.writer_fd = -1
+
+    def attach(self, fd: int, handler: Handler, mask: int) -> None:
+        self.fd, self.handler, self.mask = fd, handler, 0
+        self.reader.setSocket(fd)  # leaves it disabled
+        self.set_mask(mask)
+
+    def set_mask(self, mask: int) -> None:
+        changed = mask ^ self.mask
+        self.mask = mask
+        if changed & READ:
+            self.reader.setEnabled(bool(mask & READ))
+        if changed & WRITE:
+            writer = self.writer
+            if writer is None:
+                writer = self.writer = QSocketNotifier(QSocketNotifier.Type.Write, self.pump)
+                writer.activated.connect(self._on_write)
+            if self.writer_fd != self.fd:
+                writer.setSocket(self.fd)
+                self.writer_fd = self.fd
+            writer.setEnabled(bool(mask & WRITE))
+
+    def release(self) -> None:
+        self.set_mask(0)
+        self.handler = None
+        self.fd = -1
+
+    def _on_read(self) -> None:
+        self._fire(READ)
+
+    def _on_write(self) -> None:
+        self._fire(WRITE)
+
+    def _fire(self, events: int) -> None:
+        handler = self.handler
+        if handler is not None:
+            try:
+                handler(events)
+            except BaseException as exc:
+                HandleException(exc)
+        pump = self.pump
+        if pump._soon:
+            pump._run_soon()
+
+
 class EpollPump(Pump):
-    """All sockets of the thread in one epoll, watched by one QSocketNotifier (Linux)."""
+    """The Linux pump: direct notifiers for the first sockets, one shared epoll for the rest."""
 
     _BATCH = 1024
 
-    def __init__(self) -> None:
+    def __init__(self, direct_slots: int = DIRECT_SLOTS) -> None:
         super().__init__()
         self._epoll = select.epoll()
         self._handlers: dict[int, Handler] = {}
         self._masks: dict[int, int] = {}
+        self._direct_slots = direct_slots
+        self._direct: dict[int, _DirectWatch] = {}
+        self._spare: list[_DirectWatch] = []
         self._wakefd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         self._epoll.register(self._wakefd, READ)
         self._notifier = QSocketNotifier(self._epoll.fileno(), QSocketNotifier.Type.Read, self)
         self._notifier.activated.connect(self._dispatch)
 
     def register(self, fd: int, handler: Handler, mask: int) -> None:
+        stale = self._direct.pop(fd, None)  # the number was closed without unregister()
+        if stale is not None:
+            stale.release()
+            self._spare.append(stale)
+        if len(self._direct) < self._direct_slots:
+            watch = self._spare.pop() if self._spare else _DirectWatch(self)
+            self._direct[fd] = watch
+            watch.attach(fd, handler, mask)
+            return
         self._handlers[fd] = handler
         self._masks[fd] = mask
         self._epoll.register(fd, mask)
 
     def modify(self, fd: int, mask: int) -> None:
-        if self._masks.get(fd) != mask:
+        watch = self._direct.get(fd)
+        if watch is not None:
+            if watch.mask != mask:
+                watch.set_mask(mask)
+        elif self._masks.get(fd) != mask:
             self._masks[fd] = mask
             self._epoll.modify(fd, mask)
 
     def unregister(self, fd: int) -> None:
-        if self._handlers.pop(fd, None) is not None:
+        watch = self._direct.pop(fd, None)
+        if watch is not None:
+            watch.release()
+            self._spare.append(watch)
+        elif self._handlers.pop(fd, None) is not None:
             del self._masks[fd]
             try:
                 self._epoll.unregister(fd)

@@ -418,7 +418,8 @@ def test_any_split_of_utf8_text_reads_as_the_same_text(qtbot, text_listener, cas
 # --- half-close, FIN, OnRead rules -----------------------------------------------------------
 
 def test_half_close_request_reply_reaches_client_before_ondisconnect(qtbot, pair):
-    """Seed 000: client shutdown(SD_SEND) → server FD_CLOSE, replies, shuts down → client FD_CLOSE."""
+    """Seed 000: client shutdown(SD_SEND) → server FD_CLOSE, replies, shuts down → client
+    FD_CLOSE."""
     rng = random.Random(8)
     request, reply = rng.randbytes(3 * MiB), rng.randbytes(2 * MiB)
     srv_rx, cli_rx = bytearray(), bytearray()

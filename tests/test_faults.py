@@ -259,7 +259,8 @@ def test_exceptions_in_every_handler_leave_components_consistent(qtbot) -> None:
         srv.Close()
     assert clog.names() == ["OnLookup", "OnConnecting", "OnConnect", "OnWrite", "OnDisconnect"]
     assert [n for n in slog.names() if n != "OnClientRead"] == [
-        "OnListen", "OnGetSocket", "OnAccept", "OnClientConnect", "OnClientWrite", "OnClientDisconnect"]
+        "OnListen", "OnGetSocket", "OnAccept", "OnClientConnect", "OnClientWrite",
+        "OnClientDisconnect"]
     failed = {str(exc) for _, exc, _ in raised}
     assert "handler OnConnect failed" in failed and "handler OnClientRead failed" in failed
     assert srv.Socket.ActiveConnections == 0 and cli.Socket.SocketHandle == -1

@@ -12,11 +12,19 @@ from sockcomp import ClientSocket, ServerSocket, _pump
 from tests.util import EventLog
 
 
-@pytest.fixture(params=["epoll", "notifier"])
+def _make_pump(kind: str) -> _pump.Pump:
+    if kind == "notifier":
+        return _pump.NotifierPump()
+    # "epoll": every socket in the epoll; "hybrid": two direct watches, the rest in the epoll;
+    # "direct": the default, where a test's few sockets all get notifiers of their own
+    return _pump.EpollPump(direct_slots={"epoll": 0, "hybrid": 2}.get(kind, _pump.DIRECT_SLOTS))
+
+
+@pytest.fixture(params=["direct", "hybrid", "epoll", "notifier"])
 def pump(request, qapp):
     """Make the chosen backend this thread's pump for the duration of the test."""
     previous = getattr(_pump._local, "pump", None)
-    fresh = _pump.EpollPump() if request.param == "epoll" else _pump.NotifierPump()
+    fresh = _make_pump(request.param)
     _pump._local.pump = fresh
     yield fresh
     _pump._local.pump = previous
@@ -102,3 +110,73 @@ def test_readiness_for_a_closed_descriptor_is_ignored(qtbot, pump) -> None:
     assert hits == []
     a.close()
     b.close()
+
+
+def test_direct_watches_are_recycled_and_the_epoll_takes_the_overflow(qtbot, qapp) -> None:
+    """Two direct slots, five sockets: each socket's handler sees only its own readiness, the
+    overflow goes to the epoll, and a released slot (re-pointed notifiers) serves the next."""
+    pump = _pump.EpollPump(direct_slots=2)
+    pairs = [socket.socketpair() for _ in range(5)]
+    hits: dict[int, list[int]] = {i: [] for i in range(5)}
+
+    def handler(i: int, a: socket.socket):
+        def on_ready(events: int) -> None:
+            if events & _pump.READ:
+                try:
+                    a.recv(100)
+                except BlockingIOError:
+                    return
+                hits[i].append(events)
+        return on_ready
+
+    for i, (a, _b) in enumerate(pairs):
+        a.setblocking(False)
+        pump.register(a.fileno(), handler(i, a), _pump.READ)
+    assert len(pump._direct) == 2 and len(pump._handlers) == 3
+    for _a, b in pairs:
+        b.send(b"x")
+    qtbot.waitUntil(lambda: all(len(v) == 1 for v in hits.values()), timeout=2000)
+
+    # free a direct slot; a new socket takes it over (same notifier objects, new descriptor)
+    a0, b0 = pairs[0]
+    pump.unregister(a0.fileno())
+    spare = pump._spare[-1]
+    c, d = socket.socketpair()
+    c.setblocking(False)
+    pump.register(c.fileno(), handler(0, c), _pump.READ | _pump.WRITE)
+    assert pump._direct[c.fileno()] is spare
+    b0.send(b"old")  # the released socket's readiness reaches nobody
+    d.send(b"y")
+    qtbot.waitUntil(lambda: len(hits[0]) == 2, timeout=2000)
+    assert hits[0][1] == _pump.READ  # a direct watch reports each direction on its own
+    assert a0.recv(100) == b"old"  # nobody read the released socket
+    # WRITE interest switched off again: the write notifier is disabled
+    pump.modify(c.fileno(), _pump.READ)
+    watch = pump._direct[c.fileno()]
+    assert watch.mask == _pump.READ and watch.writer is not None
+    assert not watch.writer.isEnabled() and watch.reader.isEnabled()
+    for a, _b in pairs[1:]:
+        pump.unregister(a.fileno())
+    pump.unregister(c.fileno())
+    assert not pump._direct and not pump._handlers and len(pump._spare) == 2
+    for a, b in pairs + [(c, d)]:
+        a.close()
+        b.close()
+    pump.deleteLater()
+
+
+def test_write_readiness_on_a_direct_watch(qtbot, qapp) -> None:
+    pump = _pump.EpollPump()
+    a, b = socket.socketpair()
+    seen: list[int] = []
+
+    def on_ready(events: int) -> None:
+        seen.append(events)
+        pump.modify(a.fileno(), 0)  # one report is enough
+
+    pump.register(a.fileno(), on_ready, _pump.WRITE)
+    qtbot.waitUntil(lambda: seen == [_pump.WRITE], timeout=2000)
+    pump.unregister(a.fileno())
+    a.close()
+    b.close()
+    pump.deleteLater()
