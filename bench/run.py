@@ -39,11 +39,15 @@ ALL_SERVERS = [NB, TH, "asyncio-protocol", "asyncio-streams", "uvloop-protocol",
                "uvloop-streams", "qtcp", "raw-notifier", "threading-tcpserver"]
 EXTRA_SERVERS = ["sockcomp-thread-sync"]  # on request (--servers)
 THREADED = {TH, "sockcomp-thread-sync", "threading-tcpserver"}
-SCENARIOS = ["ping", "bulk", "conc", "conn", "idle"]
+SCENARIOS = ["ping", "inproc", "bulk", "conc", "conn", "idle"]
+# kinds with an event loop the in-process client can share (servers.py --inproc)
+INPROC_SERVERS = {NB, "asyncio-protocol", "asyncio-streams", "uvloop-protocol",
+                  "uvloop-streams", "qtcp", "raw-notifier"}
 
 # scenario parameters: (default, quick)
 PARAMS = {
     "ping": ({"n": 10000}, {"n": 1000}),
+    "inproc": ({"n": 20000}, {"n": 2000}),
     "bulk": ({"mb": 256}, {"mb": 16}),
     "conc": ({"clients": 200, "msgs": 200}, {"clients": 20, "msgs": 50}),
     "conn": ({"count": 3000, "inflight": 8}, {"count": 300, "inflight": 8}),
@@ -54,6 +58,9 @@ PARAMS = {
 # metric -> (label, unit, higher is better)
 METRICS = {
     "ping": ("(1) ping-pong, 64 B", "round trips/s", True),
+    "ping_cpu": ("(1) ping-pong, 64 B: server CPU per round trip", "us", False),
+    "ping_inproc": ("(1b) ping-pong, 64 B, client in the server's own event loop",
+                    "round trips/s", True),
     "bulk_oneway": ("(2) bulk one way (sink)", "MB/s", True),
     "bulk_echo": ("(2) bulk echoed", "MB/s", True),
     "conc": ("(3) 200 clients x 200 msgs", "msgs/s", True),
@@ -144,13 +151,36 @@ def loadgen(exe: str, *args: object, timeout: float = 180) -> dict:
     return json.loads(res.stdout)
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system, all threads, exited ones included) used by process ``pid``."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure_inproc(kind: str, n: int) -> dict[str, float]:
+    """The in-process ping: ``servers.py KIND PORT --inproc N`` in a fresh process."""
+    cmd = [sys.executable, os.path.join(HERE, "servers.py"), kind, str(free_port()),
+           "--inproc", str(n)]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=180)
+    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
+    if res.returncode != 0 or not lines:
+        raise RuntimeError(f"inproc on {kind}: exit {res.returncode}\n{res.stderr[-3000:]}")
+    return {"ping_inproc": json.loads(lines[-1])["value"]}
+
+
 def measure(exe: str, scenario: str, kind: str, p: dict) -> dict[str, float]:
     """Run one scenario against a fresh server of ``kind``; metric -> value."""
+    if scenario == "inproc":
+        return measure_inproc(kind, p["n"])
     server = Server(kind)
     try:
         if scenario == "ping":
+            cpu0 = cpu_seconds(server.pid)
             r = loadgen(exe, "ping", HOST, server.port, p["n"], 64)
-            return {"ping": r["value"]}
+            trips = p["n"] + max(p["n"] // 10, 200)  # the warm-up trips count too
+            return {"ping": r["value"],
+                    "ping_cpu": (cpu_seconds(server.pid) - cpu0) / trips * 1e6}
         if scenario == "bulk":
             nbytes = p["mb"] * 1024 * 1024
             one = loadgen(exe, "bulk", HOST, server.port + 1, nbytes, "sink")
@@ -169,7 +199,8 @@ def measure(exe: str, scenario: str, kind: str, p: dict) -> dict[str, float]:
                     "idle_rate": r["active_msg_per_s"]}
         raise ValueError(scenario)
     except Exception as exc:
-        raise RuntimeError(f"{scenario} on {kind}: {exc}\nserver stderr:\n{server.stderr()}")
+        raise RuntimeError(
+            f"{scenario} on {kind}: {exc}\nserver stderr:\n{server.stderr()}") from exc
     finally:
         server.stop()
 
@@ -177,6 +208,8 @@ def measure(exe: str, scenario: str, kind: str, p: dict) -> dict[str, float]:
 def servers_for(scenario: str, servers: list[str]) -> list[str]:
     if scenario == "idle":  # one non-blocking server holding them all: no thread-per-connection
         return [s for s in servers if s not in THREADED]
+    if scenario == "inproc":  # needs an event loop to share with the client
+        return [s for s in servers if s in INPROC_SERVERS]
     return servers
 
 
@@ -185,7 +218,7 @@ def machine() -> dict[str, str]:
     info = {"python": sys.version.split()[0], "platform": platform.platform()}
     try:
         with open("/proc/cpuinfo") as f:
-            models = [l.split(":", 1)[1].strip() for l in f if l.startswith("model name")]
+            models = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
         info["cpu"] = f"{models[0]} x {len(models)}" if models else platform.processor()
     except OSError:
         info["cpu"] = platform.processor()
@@ -210,6 +243,16 @@ def machine() -> dict[str, str]:
         out = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout
         info["compiler"] = out.splitlines()[0] if out else cc
     return info
+
+
+QUIET_LOAD = 0.5  # 1-minute load average below which the machine counts as otherwise idle
+
+
+def _first_load(avg: str) -> float:
+    try:
+        return float(avg.split()[0])
+    except (IndexError, ValueError):
+        return float("inf")
 
 
 def loadavg() -> str:
@@ -271,12 +314,13 @@ def goals(med: dict) -> list[tuple[str, str, str]]:
         if value is not None:
             out.append((goal, text, "holds" if ok else "MISSED"))
 
-    v = r("ping", NB, "raw-notifier")
-    add("round trip within 1.5x of the raw notifier floor (nb ÷ raw ≥ 0.67)", v,
-        v is not None and v >= 1 / 1.5, f"{v:.2f}x" if v else "")
-    v = r("ping", NB, "asyncio-streams")
-    add("round trip at least 2x asyncio streams", v, v is not None and v >= 2.0,
-        f"{v:.2f}x" if v else "")
+    for metric, how in (("ping", "load generator"), ("ping_inproc", "in-process client")):
+        v = r(metric, NB, "raw-notifier")
+        add(f"round trip within 1.5x of the raw notifier floor (nb ÷ raw ≥ 0.67; {how})", v,
+            v is not None and v >= 1 / 1.5, f"{v:.2f}x" if v else "")
+        v = r(metric, NB, "asyncio-streams")
+        add(f"round trip at least 2x asyncio streams ({how})", v, v is not None and v >= 2.0,
+            f"{v:.2f}x" if v else "")
     for metric, name in (("bulk_echo", "echoed"), ("bulk_oneway", "one way")):
         v = r(metric, NB, "raw-notifier")
         add(f"bulk ({name}) at least 0.9x the raw notifier floor", v,
@@ -296,14 +340,17 @@ def goals(med: dict) -> list[tuple[str, str, str]]:
 
 def report(args, p: dict, med: dict, raw: dict, servers: list[str], info: dict,
            load_before: str, load_after: str, elapsed: float, command: str) -> str:
+    quiet = _first_load(load_before) < QUIET_LOAD
     lines = [
         "# sockcomp benchmarks",
         "",
-        "**PRELIMINARY.** Measured on a shared 2-core VM while other work may have been "
-        f"running: load average {load_before} at the start and {load_after} at the end "
-        "(1/5/15 min). Absolute numbers are noisy; the ratios, measured in the same run with "
-        "the same load generator and interleaved, are the point. Re-run on a quiet machine "
-        "before drawing conclusions.",
+        ("Measured on a 2-core VM that was otherwise idle: " if quiet else
+         "**PRELIMINARY.** Measured while other work was running on the machine: ")
+        + f"load average {load_before} at the start and {load_after} at the end (1/5/15 min; "
+        "the benchmark itself keeps two processes busy). Absolute numbers on a VM swing from "
+        "minute to minute; the ratios, measured in the same run with the same load generator "
+        "and interleaved, are the point."
+        + ("" if quiet else " Re-run on a quiet machine before drawing conclusions."),
         "",
         f"Command: `{command}` (from the repository root; {elapsed:.0f} s). "
         "How it works and what each scenario does: [bench/README.md](../bench/README.md).",

@@ -1,6 +1,7 @@
 """Echo servers for the benchmark suite, one kind per process.
 
     python bench/servers.py KIND PORT      # echo on 127.0.0.1:PORT, sink on PORT+1
+    python bench/servers.py KIND PORT --inproc N   # in-process ping, prints one JSON line
 
 Every server listens on two ports: ``PORT`` echoes what it receives, ``PORT+1`` reads and
 discards (the "one way" bulk test). Both close the connection when the client finishes
@@ -8,22 +9,32 @@ sending. When both are listening the process prints ``READY <pid>`` on stdout; i
 it is terminated (SIGTERM). Every server sets TCP_NODELAY on accepted connections and uses a
 listen backlog of 4096, so the kinds differ only in their I/O machinery.
 
+``--inproc N`` measures what the reference measurement of qt.md §4-5 measured: the per-message
+cost of an event loop and its callbacks, without a second process's wake-up latency. A minimal
+client runs in the server's own thread and event loop: a non-blocking socket watched by the
+loop's own readiness primitive (a ``QSocketNotifier`` for the Qt kinds, ``loop.add_reader`` for
+the asyncio kinds), doing N sequential 64-byte round trips after N/10 (>= 200) warm-up trips.
+Thread-per-connection kinds have no loop to share and do not support it.
+
 Kinds: sockcomp-nb, sockcomp-thread, sockcomp-thread-sync, asyncio-protocol, asyncio-streams,
 uvloop-protocol, uvloop-streams, qtcp, raw-notifier, threading-tcpserver.
 """
 from __future__ import annotations
 
+import json
 import os
 import resource
 import signal
 import socket
 import sys
+from time import perf_counter as _perf_counter
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 HOST = "127.0.0.1"
 BACKLOG = 4096
 RECV = 256 * 1024
+FLOOR_RECV = 64 * 1024  # the raw floor reads as the reference measurement did (qt.md §5)
 
 
 def _raise_nofile() -> None:
@@ -32,9 +43,91 @@ def _raise_nofile() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def _ready() -> None:
+INPROC = 0  # --inproc N: run the in-process ping client instead of serving the load generator
+MSG = 64
+
+
+def _ready(port: int = 0) -> None:
+    if INPROC:
+        _qt_inproc_ping(port)
+        return
     sys.stdout.write(f"READY {os.getpid()}\n")
     sys.stdout.flush()
+
+
+class _PingClient:
+    """The in-process client: ``on_readable`` is called by the loop when a reply arrived."""
+
+    def __init__(self, port: int, n: int, done) -> None:
+        self.sock = socket.create_connection((HOST, port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock.setblocking(False)
+        self.n, self.done = n, done
+        self.warm = max(n // 10, 200)
+        self.trips = self.pending = 0
+        self.t0 = 0.0
+        self.msg = b"x" * MSG
+
+    def start(self) -> None:
+        self.sock.send(self.msg)
+
+    def on_readable(self, *_) -> None:
+        try:
+            data = self.sock.recv(65536)
+        except BlockingIOError:
+            return
+        if not data:
+            raise RuntimeError("server closed the connection")
+        self.pending += len(data)
+        if self.pending < MSG:
+            return
+        self.pending -= MSG
+        self.trips += 1
+        if self.trips == self.warm:
+            self.t0 = _perf_counter()
+        elif self.trips == self.warm + self.n:
+            seconds = _perf_counter() - self.t0
+            sys.stdout.write(json.dumps({"value": self.n / seconds, "unit": "rt/s",
+                                         "us_per_rt": seconds / self.n * 1e6}) + "\n")
+            sys.stdout.flush()
+            self.done()
+            return
+        self.sock.send(self.msg)
+
+
+def _qt_inproc_ping(port: int) -> None:
+    from PySide6.QtCore import QCoreApplication, QSocketNotifier
+    app = QCoreApplication.instance()
+
+    def done() -> None:
+        notifier.setEnabled(False)
+        client.sock.close()
+        app.quit()
+
+    client = _PingClient(port, INPROC, done)
+    notifier = QSocketNotifier(client.sock.fileno(), QSocketNotifier.Type.Read, app)
+    notifier.activated.connect(client.on_readable)
+    client.notifier = notifier  # kept alive with the client
+    client.start()
+    _inproc_clients.append(client)
+
+
+_inproc_clients: list = []
+
+
+async def _asyncio_inproc_ping(port: int) -> None:
+    import asyncio
+    loop = asyncio.get_running_loop()
+    finished = loop.create_future()
+    client = _PingClient(port, INPROC, lambda: finished.set_result(None))
+    fd = client.sock.fileno()
+    loop.add_reader(fd, client.on_readable)
+    client.start()
+    try:
+        await finished
+    finally:
+        loop.remove_reader(fd)
+        client.sock.close()
 
 
 def _qt_app():
@@ -71,7 +164,7 @@ def serve_sockcomp_nb(port: int) -> None:
         s.OnClientError.connect(_silence)
         s.Open()
         servers.append(s)
-    _ready()
+    _ready(port)
     app.exec()
 
 
@@ -166,8 +259,11 @@ def _run_asyncio(port: int, streams: bool, use_uvloop: bool) -> None:
         else:
             s1 = await loop.create_server(Echo, HOST, port, backlog=BACKLOG)
             s2 = await loop.create_server(Sink, HOST, port + 1, backlog=BACKLOG)
-        _ready()
-        await stop
+        if INPROC:
+            await _asyncio_inproc_ping(port)
+        else:
+            _ready()
+            await stop
         s1.close()
         s2.close()
 
@@ -207,7 +303,7 @@ def serve_qtcp(port: int) -> None:
 
     servers.append(make(port, False))
     servers.append(make(port + 1, True))
-    _ready()
+    _ready(port)
     app.exec()
 
 
@@ -234,7 +330,7 @@ def serve_raw_notifier(port: int) -> None:
 
         def on_read(self, *_) -> None:
             try:
-                data = self.sock.recv(RECV)
+                data = self.sock.recv(FLOOR_RECV)
             except BlockingIOError:
                 return
             except OSError:
@@ -296,7 +392,7 @@ def serve_raw_notifier(port: int) -> None:
 
         n.activated.connect(on_accept)
         listeners.append((ls, n))
-    _ready()
+    _ready(port)
     app.exec()
 
 
@@ -351,9 +447,18 @@ KINDS = {
 }
 
 
+INPROC_KINDS = {"sockcomp-nb", "asyncio-protocol", "asyncio-streams", "uvloop-protocol",
+                "uvloop-streams", "qtcp", "raw-notifier"}
+
+
 def main(argv: list[str]) -> None:
+    global INPROC
+    if len(argv) == 4 and argv[2] == "--inproc" and argv[0] in INPROC_KINDS:
+        INPROC = int(argv[3])
+        argv = argv[:2]
     if len(argv) != 2 or argv[0] not in KINDS:
-        sys.exit(f"usage: servers.py {{{','.join(KINDS)}}} PORT")
+        sys.exit(f"usage: servers.py {{{','.join(KINDS)}}} PORT [--inproc N]  "
+                 f"(--inproc: {', '.join(sorted(INPROC_KINDS))})")
     _raise_nofile()
     sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
     KINDS[argv[0]](int(argv[1]))
