@@ -62,6 +62,7 @@ METRICS = {
     "ping_inproc": ("(1b) ping-pong, 64 B, client in the server's own event loop",
                     "round trips/s", True),
     "bulk_oneway": ("(2) bulk one way (sink)", "MB/s", True),
+    "bulk_cpu": ("(2) bulk one way: server CPU per GiB received", "s", False),
     "bulk_echo": ("(2) bulk echoed", "MB/s", True),
     "conc": ("(3) 200 clients x 200 msgs", "msgs/s", True),
     "conn": ("(4) connect+echo+close", "conn/s", True),
@@ -183,9 +184,12 @@ def measure(exe: str, scenario: str, kind: str, p: dict) -> dict[str, float]:
                     "ping_cpu": (cpu_seconds(server.pid) - cpu0) / trips * 1e6}
         if scenario == "bulk":
             nbytes = p["mb"] * 1024 * 1024
+            cpu0 = cpu_seconds(server.pid)
             one = loadgen(exe, "bulk", HOST, server.port + 1, nbytes, "sink")
+            cpu_one = cpu_seconds(server.pid) - cpu0
             echo = loadgen(exe, "bulk", HOST, server.port, nbytes, "echo")
-            return {"bulk_oneway": one["value"], "bulk_echo": echo["value"]}
+            return {"bulk_oneway": one["value"], "bulk_echo": echo["value"],
+                    "bulk_cpu": cpu_one / (nbytes / 2**30)}
         if scenario == "conc":
             r = loadgen(exe, "conc", HOST, server.port, p["clients"], p["msgs"], 64)
             return {"conc": r["value"]}

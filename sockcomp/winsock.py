@@ -74,6 +74,11 @@ __all__ = ["CustomWinSocket", "RECEIVE_HIGH_WATER", "seHalfClose", "EventSink", 
 
 #: Unread bytes a socket buffers before it stops reading from the kernel.
 RECEIVE_HIGH_WATER = 4 * 1024 * 1024
+# Reads start at RECEIVE_CHUNK: a larger recv() buffer is an mmap'd allocation in glibc, paid on
+# every read however few bytes arrive. A read that comes back full means a bulk transfer: the
+# next one asks for four times as much, up to RECEIVE_CHUNK_MAX, which spreads the per-event
+# cost (OnRead, the handler, the bookkeeping) over more bytes; a short read resets the size.
+RECEIVE_CHUNK_MAX = 1024 * 1024
 
 #: sockcomp's extra notification: the peer finished sending and ``AllowHalfClose`` is on.
 seHalfClose = 8
@@ -165,6 +170,7 @@ class CustomWinSocket:
         self._pump: Optional[Pump] = None
         self._lock = threading.RLock()
         self._send_lock = threading.Lock()
+        self._read_size = RECEIVE_CHUNK  # grows while reads come back full (bulk transfers)
         self._state = SocketState.ssConnected if sock is not None else SocketState.ssClosed
         self._event_sink: EventSink = _no_event
         self._error_sink: ErrorSink = _no_error
@@ -591,7 +597,13 @@ class CustomWinSocket:
             return
         try:
             if self._tls is None:
-                data = sock.recv(RECEIVE_CHUNK, socket.MSG_DONTWAIT if self._blocking else 0)
+                size = self._read_size
+                data = sock.recv(size, socket.MSG_DONTWAIT if self._blocking else 0)
+                if len(data) == size:
+                    if size < RECEIVE_CHUNK_MAX:
+                        self._read_size = size * 4
+                elif size != RECEIVE_CHUNK and len(data) < RECEIVE_CHUNK:
+                    self._read_size = RECEIVE_CHUNK
             else:
                 data = self._tls_recv(sock)
         except WOULD_BLOCK:

@@ -1,0 +1,90 @@
+"""Per-message CPU cost of sockcomp's non-blocking echo path, without the kernel.
+
+    python bench/hotpath.py            # median and best of 7 batches, microseconds per message
+    python bench/hotpath.py --profile  # the same under cProfile, top functions by own time
+
+A ServerSocket (stNonBlocking) accepts one real loopback connection; then the accepted socket's
+OS socket is swapped for a stand-in whose ``recv`` returns 64 bytes and whose ``send`` accepts
+everything. Calling the socket's readiness handler then runs exactly what one echoed message
+costs in Python: the pump's READ report, the receive bookkeeping, the OnClientRead signal, the
+handler's ``Socket.SendBuf(Socket.ReceiveBytes())`` and the send bookkeeping. The numbers are
+warm-cache figures (a tight loop), so they are a lower bound for the same code between real
+system calls; use them to compare versions of the code, one after the other, on one machine.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import sys
+import time
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+N = 100_000
+MESSAGE = b"x" * 64
+
+
+class _StandInSocket:
+    """Just enough of a socket for the echo path: every read gets 64 bytes, every send fits."""
+
+    def recv(self, n: int, flags: int = 0) -> bytes:
+        return MESSAGE
+
+    def send(self, data: bytes) -> int:
+        return len(data)
+
+    def fileno(self) -> int:
+        return -1
+
+
+def main(argv: list[str]) -> int:
+    from PySide6.QtCore import QCoreApplication
+
+    from sockcomp import ServerSocket
+    from sockcomp._pump import READ
+
+    app = QCoreApplication.instance() or QCoreApplication([])
+    server = ServerSocket()
+    server.Loaded()
+    server.Address, server.Port = "127.0.0.1", 0
+    server.OnClientRead.connect(lambda Sender, Socket: Socket.SendBuf(Socket.ReceiveBytes()))
+    server.Open()
+    peer = socket.create_connection(("127.0.0.1", server.Socket.LocalPort))
+    deadline = time.monotonic() + 10
+    while not server.Socket.Connections:
+        if time.monotonic() > deadline:
+            sys.exit("hotpath: the connection was not accepted")
+        app.processEvents()
+    client = server.Socket.Connections[0]
+    real, client._sock = client._sock, _StandInSocket()
+    on_ready = client._on_ready
+
+    def batch() -> float:
+        t0 = time.perf_counter()
+        for _ in range(N):
+            on_ready(READ)
+        return (time.perf_counter() - t0) / N * 1e6
+
+    try:
+        if "--profile" in argv:
+            import cProfile
+            import pstats
+            profile = cProfile.Profile()
+            profile.runcall(batch)
+            pstats.Stats(profile).sort_stats("tottime").print_stats(15)
+            return 0
+        batch()  # warm up
+        runs = [batch() for _ in range(7)]
+        print(f"echo path: {statistics.median(runs):.2f} us per message "
+              f"(best {min(runs):.2f}; {N:,} messages x 7, Python {sys.version.split()[0]})")
+        return 0
+    finally:
+        client._sock = real
+        peer.close()
+        server.Close()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
