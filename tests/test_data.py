@@ -537,3 +537,36 @@ def test_onclientread_does_not_spin_when_the_handler_never_reads(qtbot, res):
     qtbot.wait(50)
     assert len(reads) == 3
     assert all(r is sock for r in reads)
+
+
+def test_reads_grow_while_they_come_back_full_and_shrink_after_a_short_one(qapp):
+    """The read size policy, driven by hand on a socketpair: 64 KiB, x4 while a read fills its
+    buffer (a bulk transfer), back to 64 KiB after a short read; no byte lost or reordered."""
+    from sockcomp.winsock import RECEIVE_CHUNK_MAX, CustomWinSocket
+    from sockcomp._sendqueue import RECEIVE_CHUNK
+
+    a, b = socket.socketpair()
+    b.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * MiB)
+    a.setblocking(False)
+    b.setblocking(False)
+    payload = random.Random(5).randbytes(4 * MiB)
+    sent = 0
+    try:
+        while sent < len(payload):
+            sent += b.send(payload[sent:sent + 65536])
+    except BlockingIOError:
+        pass
+    assert sent > RECEIVE_CHUNK  # the kernel holds more than one read's worth
+    ws = CustomWinSocket(a)
+    sizes = [ws._read_size]
+    while ws.ReceiveLength() < sent:
+        ws._on_readable()
+        sizes.append(ws._read_size)
+    assert sizes[:2] == [RECEIVE_CHUNK, 4 * RECEIVE_CHUNK]
+    assert max(sizes) <= RECEIVE_CHUNK_MAX
+    b.send(b"tail")
+    ws._on_readable()
+    assert ws._read_size == RECEIVE_CHUNK
+    assert ws.ReceiveBytes() == payload[:sent] + b"tail"
+    a.close()
+    b.close()
