@@ -95,6 +95,9 @@ class _PingClient:
         self.sock.send(self.msg)
 
 
+_inproc_alive: list = []  # the in-process client and its notifier, kept for the loop's life
+
+
 def _qt_inproc_ping(port: int) -> None:
     from PySide6.QtCore import QCoreApplication, QSocketNotifier
     app = QCoreApplication.instance()
@@ -107,12 +110,8 @@ def _qt_inproc_ping(port: int) -> None:
     client = _PingClient(port, INPROC, done)
     notifier = QSocketNotifier(client.sock.fileno(), QSocketNotifier.Type.Read, app)
     notifier.activated.connect(client.on_readable)
-    client.notifier = notifier  # kept alive with the client
     client.start()
-    _inproc_clients.append(client)
-
-
-_inproc_clients: list = []
+    _inproc_alive.append((client, notifier))
 
 
 async def _asyncio_inproc_ping(port: int) -> None:

@@ -22,9 +22,9 @@ __all__ = ["QueuedStream", "SHUTDOWN", "DROP", "Closer", "close_quietly", "STREA
 
 #: Bytes read from a stream per send.
 STREAM_CHUNK = 64 * 1024
-#: Most bytes asked from the kernel per read. 64 KiB, measured (bench/README.md): larger
-#: reads are slower for bulk data (the buffer falls out of the CPU cache) and, above glibc's
-#: 128 KiB mmap threshold, make every small read pay for an mmap/munmap pair.
+#: Bytes asked from the kernel per read, unless a bulk transfer is filling every read (then
+#: winsock.RECEIVE_CHUNK_MAX). Above glibc's 128 KiB mmap threshold every small read would pay
+#: for an mmap/munmap pair (measured: docs/benchmarks.md).
 RECEIVE_CHUNK = 64 * 1024
 #: Longest a closed socket keeps flushing queued bytes to a peer that does not read (ms).
 CLOSE_FLUSH_TIMEOUT_MS = 60_000

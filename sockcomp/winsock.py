@@ -599,10 +599,11 @@ class CustomWinSocket:
             if self._tls is None:
                 size = self._read_size
                 data = sock.recv(size, socket.MSG_DONTWAIT if self._blocking else 0)
-                if len(data) == size:
+                got = len(data)
+                if got == size:
                     if size < RECEIVE_CHUNK_MAX:
                         self._read_size = size * 4
-                elif size != RECEIVE_CHUNK and len(data) < RECEIVE_CHUNK:
+                elif got < RECEIVE_CHUNK < size:
                     self._read_size = RECEIVE_CHUNK
             else:
                 data = self._tls_recv(sock)
@@ -757,8 +758,7 @@ class CustomWinSocket:
                 if self._read_notified:
                     self._consumed()
                 return b""
-            else:
-                data = self._take(self._rlen if count is None else min(count, self._rlen))
+            data = self._take(self._rlen if count is None else min(count, self._rlen))
             self._consumed()
             return data
 
