@@ -23,8 +23,8 @@ __all__ = ["QueuedStream", "SHUTDOWN", "DROP", "Closer", "close_quietly", "STREA
 #: Bytes read from a stream per send.
 STREAM_CHUNK = 64 * 1024
 #: Bytes asked from the kernel per read, unless a bulk transfer is filling every read (then
-#: winsock.RECEIVE_CHUNK_MAX). Above glibc's 128 KiB mmap threshold every small read would pay
-#: for an mmap/munmap pair (measured: docs/benchmarks.md).
+#: winsock.RECEIVE_CHUNK_MAX). Below glibc's initial 128 KiB mmap threshold, so a small read
+#: never pays for an mmap/munmap pair (measured: docs/benchmarks.md).
 RECEIVE_CHUNK = 64 * 1024
 #: Longest a closed socket keeps flushing queued bytes to a peer that does not read (ms).
 CLOSE_FLUSH_TIMEOUT_MS = 60_000

@@ -74,11 +74,30 @@ __all__ = ["CustomWinSocket", "RECEIVE_HIGH_WATER", "seHalfClose", "EventSink", 
 
 #: Unread bytes a socket buffers before it stops reading from the kernel.
 RECEIVE_HIGH_WATER = 4 * 1024 * 1024
-# Reads start at RECEIVE_CHUNK: a larger recv() buffer is an mmap'd allocation in glibc, paid on
-# every read however few bytes arrive. A read that comes back full means a bulk transfer: the
-# next one asks for four times as much, up to RECEIVE_CHUNK_MAX, which spreads the per-event
-# cost (OnRead, the handler, the bookkeeping) over more bytes; a short read resets the size.
+# Reads start at RECEIVE_CHUNK, below every allocator's large-block threshold, so a small
+# message never pays for a big buffer (see _prime_allocator for glibc). A read that comes back
+# full means a bulk transfer: the next one asks for four times as much, up to RECEIVE_CHUNK_MAX,
+# which spreads the per-event cost (OnRead, the handler, the bookkeeping) over more bytes; a
+# read shorter than RECEIVE_CHUNK resets the size.
 RECEIVE_CHUNK_MAX = 1024 * 1024
+
+
+def _prime_allocator() -> None:
+    """Free one block of a full-size read, so glibc serves such reads from its heap.
+
+    glibc serves requests of 128 KiB and more with mmap until the program frees such a block;
+    then it raises that threshold to the block's size. ``recv(n)`` allocates ``n`` bytes and
+    shrinks the result to what arrived, and a shrunk block never raises the threshold: until one
+    read of :data:`RECEIVE_CHUNK_MAX` came back full and was freed, every larger read that
+    returns short cost an mmap, an mremap, two page faults and a munmap (18 us each on the
+    benchmark machine, docs/benchmarks.md). ``bytes(n)`` is calloc'd, so no page is touched.
+    Other allocators simply get one allocation back.
+    """
+    block = bytes(RECEIVE_CHUNK_MAX + 4096)
+    del block
+
+
+_prime_allocator()
 
 #: sockcomp's extra notification: the peer finished sending and ``AllowHalfClose`` is on.
 seHalfClose = 8

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import random
 import socket
 import struct
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -570,3 +573,36 @@ def test_reads_grow_while_they_come_back_full_and_shrink_after_a_short_one(qapp)
     assert ws.ReceiveBytes() == payload[:sent] + b"tail"
     a.close()
     b.close()
+
+
+_SHORT_BIG_READS = """
+import resource, socket, sys
+import sockcomp.winsock as ws
+a, b = socket.socketpair()
+b.setblocking(False)
+def faults():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(50):
+    a.send(b"x" * 64); b.recv(ws.RECEIVE_CHUNK_MAX)
+before = faults()
+for _ in range(500):
+    a.send(b"x" * 64); b.recv(ws.RECEIVE_CHUNK_MAX)
+print(faults() - before)
+"""
+
+
+def _on_glibc() -> bool:
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
+@pytest.mark.skipif(not _on_glibc(), reason="measures glibc's malloc")
+def test_big_reads_that_come_back_short_do_not_page_fault():
+    """Importing sockcomp moves glibc's mmap threshold above RECEIVE_CHUNK_MAX, so a grown read
+    that returns a few bytes is a heap allocation, not an mmap with two page faults. Counted in
+    a fresh interpreter, where no earlier big free has moved the threshold."""
+    out = subprocess.run([sys.executable, "-c", _SHORT_BIG_READS], capture_output=True,
+                         text=True, check=True, timeout=60).stdout
+    assert int(out) < 100  # 1,000 (two per read) without the priming
