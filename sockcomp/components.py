@@ -15,7 +15,7 @@ from __future__ import annotations
 import ssl
 from typing import Any, Optional, Union
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QMetaMethod, QObject, QTimer, Signal
 
 from ._designtime import in_designer
 from ._idle import IdleWatch
@@ -464,6 +464,8 @@ class ServerSocket(_SocketComponent):
     OnClientPacketReceived = Signal(object, object, object)
     OnClientError = Signal(object, object, object, object)
 
+    _connects = 0  # connectNotify calls so far: a refresh that raced a connect is dropped
+
     def __init__(self, parent: Optional[QObject] = None) -> None:
         self._socket = ServerWinSocket()
         super().__init__(parent)
@@ -486,6 +488,7 @@ class ServerSocket(_SocketComponent):
         self._socket.accept_hook = self._accept
         self._socket.get_thread_hook = self._get_thread
         self._socket.thread_event_sink = self._thread_event
+        self._socket.unhandled_events_hook = self._refresh_unhandled
         server = self._socket
         self._emit = {
             seConnect: self.OnClientConnect.emit, seRead: self.OnClientRead.emit,
@@ -591,6 +594,35 @@ class ServerSocket(_SocketComponent):
 
     def _thread_event(self, thread: Any, started: bool) -> None:
         (self.OnThreadStart if started else self.OnThreadEnd).emit(self._server, thread)
+
+    def _refresh_unhandled(self) -> None:
+        """Tell the server which worker events have no receivers (this thread only: asks Qt).
+
+        Qt is never asked from a worker (a worker holding the GIL while Qt waits for it can
+        deadlock), nor from ``connectNotify``/``disconnectNotify``, which Qt may call with an
+        internal lock held. A disconnect is therefore noticed at the next client's refresh;
+        until then the event is synchronized and emitted to nobody, which is merely slower.
+        """
+        connects = self._connects
+
+        def unhandled(signal: Any) -> bool:
+            return not self.isSignalConnected(QMetaMethod.fromSignal(signal))
+
+        client = frozenset(event for event, signal in (
+            (seConnect, self.OnClientConnect), (seWrite, self.OnClientWrite),
+            (seDisconnect, self.OnClientDisconnect)) if unhandled(signal))
+        thread = frozenset(started for started, signal in (
+            (True, self.OnThreadStart), (False, self.OnThreadEnd)) if unhandled(signal))
+        if connects == self._connects:
+            self._socket.unhandled_client_events = client
+            self._socket.unhandled_thread_events = thread
+
+    def connectNotify(self, signal: QMetaMethod) -> None:
+        """Qt: a receiver was connected. From now on workers synchronize every event again
+        (plain attribute writes: Qt may call this from any thread)."""
+        self._connects += 1
+        self._socket.unhandled_client_events = frozenset()
+        self._socket.unhandled_thread_events = frozenset()
 
     def _client_event(self, socket: CustomWinSocket, event: int) -> None:
         emit = self._emit.get(event)

@@ -14,7 +14,7 @@ import threading
 from typing import Any, Callable, Optional, Union
 
 from ._pump import READ, current_pump
-from .enums import ErrorEvent, ServerType, SocketState, seListen
+from .enums import ErrorEvent, ServerType, SocketState, seConnect, seListen
 from .errors import ESocketError, HandleException
 from .threads import SHUTDOWN_WAIT, ServerClientThread, Synchronizer, ThreadCache
 from ._sendqueue import close_quietly
@@ -116,6 +116,14 @@ class ServerWinSocket(CustomWinSocket):
         self.get_thread_hook: Callable[[ServerClientWinSocket], Any] = lambda client: None
         #: Told when a thread starts (True) or ends (False) (OnThreadStart / OnThreadEnd).
         self.thread_event_sink: Callable[[Any, bool], None] = lambda thread, started: None
+        #: stThreadBlocking: client events (SocketEvent) and thread events (True: start, False:
+        #: end) that nobody handles, so workers skip their Synchronize round trip. Refreshed by
+        #: ``unhandled_events_hook`` in the component's thread before each thread gets a client;
+        #: the component empties both sets as soon as a handler is connected. seConnect of a
+        #: client with an IdleTimeout is never skipped: its idle watch starts in that thread.
+        self.unhandled_client_events: frozenset[int] = frozenset()
+        self.unhandled_thread_events: frozenset[bool] = frozenset()
+        self.unhandled_events_hook: Callable[[], None] = lambda: None
 
     @property
     def ThreadCacheSize(self) -> int:
@@ -168,6 +176,9 @@ class ServerWinSocket(CustomWinSocket):
     def _client_event(self, client: CustomWinSocket, event: int) -> None:
         sync = self._sync
         if sync is not None and not sync._pump.in_own_thread():
+            if event in self.unhandled_client_events and not (
+                    event == seConnect and client.IdleTimeout):
+                return
             sync.call(self.client_event_sink, client, event)
         else:
             self.client_event_sink(client, event)
@@ -193,6 +204,8 @@ class ServerWinSocket(CustomWinSocket):
         return self._sync
 
     def _thread_event(self, thread: Any, started: bool) -> None:
+        if started in self.unhandled_thread_events:
+            return
         self._synchronizer().call(self.thread_event_sink, thread, started)
 
     def _remove(self, client: ServerClientWinSocket) -> None:
@@ -347,6 +360,7 @@ class ServerWinSocket(CustomWinSocket):
 
     def _assign_thread(self, client: ServerClientWinSocket) -> None:
         """Reuse an idle cached thread, else OnGetThread, else a default ServerClientThread."""
+        self.unhandled_events_hook()
         thread = self._threads.take_idle()
         if thread is not None:
             thread.ReActivate(client)

@@ -873,3 +873,92 @@ def test_server_close_is_idempotent_and_reopens(qtbot, servers, hook):
     with pytest.raises(ESocketError):
         srv.ThreadCacheSize = -1
     assert hook == []
+
+
+# --- events nobody handles skip the Synchronize round trip ---------------------------------------
+
+def spy_synchronizer(srv: ServerSocket) -> list[str]:
+    """Names of the calls workers synchronize into the main thread from now on."""
+    sync = srv.Socket._synchronizer()
+    calls: list[str] = []
+    real = sync.call
+
+    def call(fn, *args):
+        if not in_main():
+            calls.append(getattr(fn, "__name__", repr(fn)))
+        return real(fn, *args)
+
+    sync.call = call  # type: ignore[method-assign]
+    return calls
+
+
+def echo_once(port: int) -> bytes:
+    return request(port, b"ping", 4)
+
+
+def test_unhandled_thread_mode_events_are_not_synchronized(qtbot, servers, hook):
+    """With only OnGetThread handled, a connection's life (thread start, connect, write,
+    disconnect) costs no Synchronize round trip; the echo still works and the thread is cached."""
+    srv = servers.make()
+    srv.OnGetThread.connect(
+        lambda Sender, ClientSocket, SocketThread:
+        setattr(SocketThread, "value", EchoThread(False, ClientSocket)))
+    srv.Open()
+    calls = spy_synchronizer(srv)
+    for _ in range(3):
+        assert Job(echo_once, srv.Socket.LocalPort).wait(qtbot) == b"ping"
+        qtbot.waitUntil(lambda: srv.Socket.ActiveConnections == 0 and srv.Socket.IdleThreads == 1,
+                        timeout=WAIT)
+    assert calls == []
+    assert hook == []
+
+
+def test_handler_connected_mid_connection_gets_that_connections_later_events(qtbot, servers,
+                                                                             hook):
+    """Connecting a handler makes workers synchronize again at once, even for a connection whose
+    earlier events were skipped; a handler disconnected again is noticed at the next client."""
+    srv = servers.make()
+    srv.OnGetThread.connect(
+        lambda Sender, ClientSocket, SocketThread:
+        setattr(SocketThread, "value", EchoThread(False, ClientSocket)))
+    srv.Open()
+    calls = spy_synchronizer(srv)
+    port = srv.Socket.LocalPort
+
+    peer = Job(connect, port).wait(qtbot)
+    servers.sockets.append(peer)
+    peer.sendall(b"one")
+    assert recv_exactly(peer, 3) == b"one"  # the worker is past OnClientConnect/OnClientWrite
+    assert calls == []
+
+    log = thread_log(srv)  # connects OnClientDisconnect (and every other event) now
+    peer.close()
+    qtbot.waitUntil(lambda: log.count("OnClientDisconnect") == 1, timeout=WAIT)
+    assert "_client_event" in calls
+    assert all(log.snapshots)  # delivered in the main thread
+
+    # the next connection is seen whole, cached thread and all
+    assert Job(echo_once, port).wait(qtbot) == b"ping"
+    qtbot.waitUntil(lambda: log.count("OnClientDisconnect") == 2, timeout=WAIT)
+    assert log.names()[-5:] == REUSED_CONNECTION + ["OnClientDisconnect"]
+    assert hook == []
+
+
+def test_idle_timeout_in_thread_mode_without_handlers_still_closes_the_client(qtbot, servers,
+                                                                             hook):
+    """OnClientConnect has no receiver, but seConnect still reaches the main thread when the
+    client has an IdleTimeout: that is where its idle watch starts."""
+    srv = servers.make()
+    srv.Socket.IdleTimeout = 200
+    srv.OnGetThread.connect(
+        lambda Sender, ClientSocket, SocketThread:
+        setattr(SocketThread, "value", EchoThread(False, ClientSocket)))
+    srv.Open()
+
+    def idle_client(port):
+        with connect(port) as s:
+            return recv_until_eof(s)  # the server closes the silent connection
+
+    assert Job(idle_client, srv.Socket.LocalPort).wait(qtbot) == b""
+    qtbot.waitUntil(lambda: srv.Socket.ActiveConnections == 0, timeout=WAIT)
+    assert [getattr(e, "ErrorCode", None) for e in hook] == [10060]  # unhandled OnClientError
