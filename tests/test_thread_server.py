@@ -927,8 +927,12 @@ def test_handler_connected_mid_connection_gets_that_connections_later_events(qtb
 
     peer = Job(connect, port).wait(qtbot)
     servers.sockets.append(peer)
-    peer.sendall(b"one")
-    assert recv_exactly(peer, 3) == b"one"  # the worker is past OnClientConnect/OnClientWrite
+
+    def first_echo() -> bytes:
+        peer.sendall(b"one")
+        return recv_exactly(peer, 3)
+
+    assert Job(first_echo).wait(qtbot) == b"one"  # the worker is past connect and write
     assert calls == []
 
     log = thread_log(srv)  # connects OnClientDisconnect (and every other event) now
