@@ -892,6 +892,13 @@ def spy_synchronizer(srv: ServerSocket) -> list[str]:
     return calls
 
 
+def give_echo_threads(srv: ServerSocket) -> None:
+    """OnGetThread supplies an EchoThread: the only handler of the server."""
+    srv.OnGetThread.connect(
+        lambda Sender, ClientSocket, SocketThread:
+        setattr(SocketThread, "value", EchoThread(False, ClientSocket)))
+
+
 def echo_once(port: int) -> bytes:
     return request(port, b"ping", 4)
 
@@ -900,9 +907,7 @@ def test_unhandled_thread_mode_events_are_not_synchronized(qtbot, servers, hook)
     """With only OnGetThread handled, a connection's life (thread start, connect, write,
     disconnect) costs no Synchronize round trip; the echo still works and the thread is cached."""
     srv = servers.make()
-    srv.OnGetThread.connect(
-        lambda Sender, ClientSocket, SocketThread:
-        setattr(SocketThread, "value", EchoThread(False, ClientSocket)))
+    give_echo_threads(srv)
     srv.Open()
     calls = spy_synchronizer(srv)
     for _ in range(3):
@@ -918,9 +923,7 @@ def test_handler_connected_mid_connection_gets_that_connections_later_events(qtb
     """Connecting a handler makes workers synchronize again at once, even for a connection whose
     earlier events were skipped; a handler disconnected again is noticed at the next client."""
     srv = servers.make()
-    srv.OnGetThread.connect(
-        lambda Sender, ClientSocket, SocketThread:
-        setattr(SocketThread, "value", EchoThread(False, ClientSocket)))
+    give_echo_threads(srv)
     srv.Open()
     calls = spy_synchronizer(srv)
     port = srv.Socket.LocalPort
@@ -954,9 +957,7 @@ def test_idle_timeout_in_thread_mode_without_handlers_still_closes_the_client(qt
     client has an IdleTimeout: that is where its idle watch starts."""
     srv = servers.make()
     srv.Socket.IdleTimeout = 200
-    srv.OnGetThread.connect(
-        lambda Sender, ClientSocket, SocketThread:
-        setattr(SocketThread, "value", EchoThread(False, ClientSocket)))
+    give_echo_threads(srv)
     srv.Open()
 
     def idle_client(port):
