@@ -12,7 +12,9 @@ Delivery rules (Winsock's, which ScktComp inherits, with the library's fixes):
   once; it reports ``seRead`` again only after the application has read (``ReceiveBuf``,
   ``ReceiveText``, ``ReceiveBytes``) — then on a later turn if bytes remain. A handler that never
   reads therefore never makes OnRead spin. Past :data:`RECEIVE_HIGH_WATER` unread bytes the
-  socket stops reading from the kernel, so TCP flow control slows the peer down.
+  socket stops reading from the kernel, so TCP flow control slows the peer down. While a peer
+  streams one way faster than the loop reads, the socket wakes once per ``receive_batch`` bytes
+  instead of once per write (:mod:`sockcomp._batching`; a pause hands over the rest within 2 ms).
 * **Writing.** Send methods never lose or reorder data: what the kernel does not take at once is
   queued and flushed when the socket is writable (``SendQueueLength`` tells how much waits).
   ``seWrite`` is reported after the connection opens and whenever the queue has drained.
@@ -31,6 +33,8 @@ import time
 from collections import deque
 from typing import Any, Callable, Optional
 
+from . import _batching
+from ._batching import BATCH_AFTER, RECEIVE_BATCH
 from ._pump import READ, WRITE, Pump, current_pump
 from ._sockopts import KeepAliveSettings, apply_keepalive
 from ._sendqueue import (
@@ -183,6 +187,9 @@ class CustomWinSocket:
     """
 
     receive_high_water = RECEIVE_HIGH_WATER
+    #: While a peer streams one way, wake only when this many bytes wait (Linux; 0: never).
+    #: Set it on a socket (or on the class) before the stream starts. See sockcomp._batching.
+    receive_batch = RECEIVE_BATCH
 
     def __init__(self, sock: Optional[socket.socket] = None) -> None:
         self._sock: Optional[socket.socket] = sock
@@ -241,6 +248,11 @@ class CustomWinSocket:
         self._dropping = False
         self._disconnecting = False
         self._mask = 0
+        # read batching (sockcomp._batching): streak of big reads, state, back-off
+        self._streak = 0
+        self._batching = False
+        self._batch_seen = False
+        self._batch_after = BATCH_AFTER if _batching.SUPPORTED else 0
 
     # ------------------------------------------------------------------ properties
     @property
@@ -624,6 +636,13 @@ class CustomWinSocket:
                         self._read_size = size * 4
                 elif got < RECEIVE_CHUNK < size:
                     self._read_size = RECEIVE_CHUNK
+                self._batch_seen = True
+                if got >= RECEIVE_CHUNK:
+                    streak = self._streak = self._streak + 1
+                    if streak == self._batch_after:
+                        _batching.start(self)
+                else:
+                    self._streak = 0
             else:
                 data = self._tls_recv(sock)
         except WOULD_BLOCK:
@@ -839,6 +858,7 @@ class CustomWinSocket:
         """
         if self._blocking:
             return self._blocking_send(buf, count)
+        self._streak = 0  # a reply: request and response traffic never batches reads
         with self._lock:
             if (type(buf) is bytes and count is None and not self._squeue
                     and self._state is _CONNECTED and not self._send_closed
@@ -943,6 +963,7 @@ class CustomWinSocket:
     def _send_stream(self, stream: Any, drop: bool) -> bool:
         if not self._can_send() or self._send_closed:
             return False
+        self._streak = 0
         if self._blocking:  # no lock held while sending: a failure fires events
             try:
                 while True:
