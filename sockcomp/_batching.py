@@ -17,6 +17,8 @@ was really held back (bytes were waiting), the connection needs four times as lo
 before it batches again. A stop-and-wait protocol with big messages therefore pays the
 delay only a few times per connection.
 
+A socket whose application stopped reading (a full receive buffer, ``SD_RECEIVE``) stops
+batching at the next tick, with no back-off, so the timer never ticks for an idle reader.
 FIN, errors and a full receive window wake the socket whatever the mark.
 """
 from __future__ import annotations
@@ -109,9 +111,12 @@ class _Watch:
         for sock in self.sockets:
             if not sock._batching or sock._sock is None:
                 continue  # closed or reset meanwhile
-            if sock._batch_seen or not sock._mask & READ:  # read, or the application paused us
+            if sock._batch_seen:
                 sock._batch_seen = False
                 keep.append(sock)
+                continue
+            if not sock._mask & READ:  # the application stopped reading (buffer full, SD_RECEIVE)
+                stop(sock)
                 continue
             if stop(sock):  # a tail was held back: be slower to batch on this connection
                 sock._batch_after = min(sock._batch_after * 4, BATCH_AFTER_MAX)

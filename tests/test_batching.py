@@ -110,6 +110,22 @@ def test_a_stream_that_stops_on_a_boundary_does_not_back_off(qtbot, tcp_pair):
     ws.Close()
 
 
+def test_a_socket_that_stops_reading_stops_batching_without_backing_off(qtbot, tcp_pair):
+    """No read because the application stopped reading (here SD_RECEIVE; also a full buffer)
+    is not a paused stream: batching ends, so the timer stops, and the streak stays as it was."""
+    receiver, sender = tcp_pair
+    ws = attached(receiver)
+    for _ in range(BATCH_AFTER):
+        feed_big_read(ws, receiver, sender, bytes(RECEIVE_CHUNK))
+    sender.sendall(b"held")
+    while pending(receiver) < 4:
+        select.select([], [], [], 0.001)
+    ws.Shutdown(socket.SHUT_RD)
+    qtbot.waitUntil(lambda: not ws._batching, timeout=WAIT)
+    assert ws._batch_after == BATCH_AFTER
+    ws.Close()
+
+
 def test_request_and_response_traffic_never_batches(qtbot, tcp_pair):
     """A reply between big reads resets the streak: an RPC peer waiting for our answer must
     never have its next request held back by the mark."""
