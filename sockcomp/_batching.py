@@ -27,7 +27,6 @@ import fcntl
 import socket
 import sys
 import termios
-import threading
 from typing import TYPE_CHECKING, Optional
 
 from PySide6.QtCore import QObject, Qt, QTimer
@@ -50,9 +49,6 @@ BATCH_AFTER_MAX = 1 << 20
 #: Tick of the timer that ends batching when a stream pauses (ms).
 TICK_MS = 1
 
-_local = threading.local()
-
-
 def start(sock: "CustomWinSocket") -> None:
     """Start batching reads on ``sock`` (non-blocking, plain TCP, in its pump's thread)."""
     os_sock = sock._sock
@@ -69,9 +65,10 @@ def start(sock: "CustomWinSocket") -> None:
         return
     sock._batching = True
     sock._batch_seen = True
-    watch: Optional[_Watch] = getattr(_local, "watch", None)
+    pump = sock._pump
+    watch: Optional[_Watch] = pump.batch_watch
     if watch is None:
-        watch = _local.watch = _Watch(sock._pump)
+        watch = pump.batch_watch = _Watch(pump)
     watch.add(sock)
 
 
@@ -92,7 +89,7 @@ def stop(sock: "CustomWinSocket") -> int:
 
 
 class _Watch:
-    """The batching sockets of one thread and the timer that notices when their streams pause."""
+    """The batching sockets of one pump (one thread), and the timer that notices pauses."""
 
     def __init__(self, parent: QObject) -> None:
         self.sockets: list[CustomWinSocket] = []

@@ -69,6 +69,8 @@ class Pump(QObject):
         self._soon: deque[tuple[Callable[..., Any], tuple[Any, ...]]] = deque()
         self._wake_pending = False
         self._thread = threading.get_ident()
+        #: The read-batching timer of this pump's sockets (sockcomp._batching), made on first use.
+        self.batch_watch: Any = None
 
     # -- registration (backend specific) -------------------------------------------------
     def register(self, fd: int, handler: Handler, mask: int) -> None:

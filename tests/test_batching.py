@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from sockcomp import ServerSocket
 from sockcomp._batching import BATCH_AFTER, BATCH_AFTER_MAX, SUPPORTED
-from sockcomp._pump import READ
+from sockcomp._pump import READ, EpollPump
 from sockcomp._sendqueue import RECEIVE_CHUNK
 from sockcomp.winsock import CustomWinSocket
 
@@ -56,10 +56,12 @@ def tcp_pair(qapp):
     sender.close()
 
 
-def attached(receiver: socket.socket) -> CustomWinSocket:
-    """A connected socket object on ``receiver``, registered with this thread's pump."""
+def attached(receiver: socket.socket, pump=None) -> CustomWinSocket:
+    """A connected socket object on ``receiver``, registered with ``pump`` (default: this
+    thread's, where it gets a notifier of its own)."""
     receiver.setblocking(False)
     ws = CustomWinSocket(receiver)
+    ws._pump = pump
     ws._attach(READ)
     return ws
 
@@ -75,9 +77,13 @@ def feed_big_read(ws: CustomWinSocket, receiver: socket.socket, sender: socket.s
     assert ws._rlen - before == len(data)
 
 
-def test_a_one_way_stream_batches_after_a_streak_of_big_reads(qtbot, tcp_pair):
+@pytest.mark.parametrize("watched_by", ["own notifier", "shared epoll"])
+def test_a_one_way_stream_batches_after_a_streak_of_big_reads(qtbot, tcp_pair, watched_by):
+    """Both ways a pump watches a socket honour the mark and wake when it is lowered: a
+    notifier of its own (a thread's first sockets) and the epoll shared by the rest."""
     receiver, sender = tcp_pair
-    ws = attached(receiver)
+    pump = EpollPump(direct_slots=0) if watched_by == "shared epoll" else None
+    ws = attached(receiver, pump)
     chunk = random.Random(1).randbytes(RECEIVE_CHUNK)
     for _ in range(BATCH_AFTER - 1):
         feed_big_read(ws, receiver, sender, chunk)
