@@ -99,7 +99,8 @@ class _Watch:
         self.timer.timeout.connect(self.tick)
 
     def add(self, sock: "CustomWinSocket") -> None:
-        self.sockets.append(sock)
+        if sock not in self.sockets:  # closed, reopened and batching again within one tick
+            self.sockets.append(sock)
         if not self.timer.isActive():
             self.timer.start()
 

@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sockcomp import ServerSocket
+from sockcomp import _batching
 from sockcomp._batching import BATCH_AFTER, BATCH_AFTER_MAX, SUPPORTED
 from sockcomp._pump import READ, EpollPump
 from sockcomp._sendqueue import RECEIVE_CHUNK
@@ -111,6 +112,8 @@ def test_a_stream_that_stops_on_a_boundary_does_not_back_off(qtbot, tcp_pair):
     for _ in range(BATCH_AFTER):
         feed_big_read(ws, receiver, sender, bytes(RECEIVE_CHUNK))
     assert ws._batching
+    _batching.start(ws)  # as after a close and reopen within one tick: still watched once
+    assert ws._pump.batch_watch.sockets.count(ws) == 1
     qtbot.waitUntil(lambda: not ws._batching, timeout=WAIT)
     assert lowat(receiver) == 1 and ws._batch_after == BATCH_AFTER and ws._streak == 0
     ws.Close()
