@@ -8,14 +8,15 @@ streams, a socket therefore asks the kernel to wake it only once :attr:`receive_
 waiting (``SO_RCVLOWAT``), and one ``OnRead`` covers several writes.
 
 A connection starts batching after :data:`BATCH_AFTER` read events in a row that each brought
-at least 64 KiB, with no send of its own in between. A reply resets the count, so request and
-response traffic never batches. A timer ticks every :data:`TICK_MS` ms while any socket of the
-thread batches. A tick that finds no read since the previous tick ends batching: the stream
-paused or ended, so the socket wakes on every byte again. Lowering the mark makes the kernel
-report what is waiting at once. So the tail of a burst waits at most two ticks. When that tail
-was really held back (bytes were waiting), the connection needs four times as long a streak
-before it batches again. A stop-and-wait protocol with big messages therefore pays the
-delay only a few times per connection.
+at least 64 KiB, with no send of its own in between. A send resets the count, so request and
+response traffic never batches, and a send while batching ends the batch: the peer may be
+waiting for that answer before it sends the rest. A timer ticks every :data:`TICK_MS` ms while
+any socket of the thread batches. A tick that finds no read since the previous tick ends
+batching: the stream paused or ended, so the socket wakes on every byte again. Lowering the
+mark makes the kernel report what is waiting at once, so the tail of a burst waits at most two
+ticks. When that tail was really held back (bytes were waiting), or the batch ended with a
+send, the connection needs a four times longer streak before it batches again. A stop-and-wait
+protocol with big messages therefore pays the delay only a few times per connection.
 
 A socket whose application stopped reading (a full receive buffer, ``SD_RECEIVE``) stops
 batching at the next tick, with no back-off, so the timer never ticks for an idle reader.
@@ -86,6 +87,13 @@ def stop(sock: "CustomWinSocket") -> int:
     except OSError:
         return 0
     return int.from_bytes(pending, sys.byteorder)
+
+
+def replied(sock: "CustomWinSocket") -> None:
+    """The application sent while batching: the peer may be waiting for that answer before
+    it sends more (stop-and-wait with big messages), so stop, and be slower to batch again."""
+    stop(sock)
+    sock._batch_after = min(sock._batch_after * 4, BATCH_AFTER_MAX)
 
 
 class _Watch:

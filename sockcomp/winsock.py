@@ -859,6 +859,8 @@ class CustomWinSocket:
         if self._blocking:
             return self._blocking_send(buf, count)
         self._streak = 0  # a reply: request and response traffic never batches reads
+        if self._batching:
+            _batching.replied(self)
         with self._lock:
             if (type(buf) is bytes and count is None and not self._squeue
                     and self._state is _CONNECTED and not self._send_closed
@@ -964,6 +966,8 @@ class CustomWinSocket:
         if not self._can_send() or self._send_closed:
             return False
         self._streak = 0
+        if self._batching:
+            _batching.replied(self)
         if self._blocking:  # no lock held while sending: a failure fires events
             try:
                 while True:

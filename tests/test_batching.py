@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import random
 import select
 import socket
@@ -145,6 +146,27 @@ def test_request_and_response_traffic_never_batches(qtbot, tcp_pair):
         assert ws.ReceiveBytes() == bytes(RECEIVE_CHUNK)
         assert ws.SendBuf(b"ok") == 2
         assert not ws._batching and lowat(receiver) == 1
+    ws.Close()
+
+
+@pytest.mark.parametrize("send", ["SendBuf", "SendStream"])
+def test_a_send_while_batching_ends_the_batch_and_backs_off(qtbot, tcp_pair, send):
+    """The peer of a stop-and-wait protocol with big messages waits for our answer: once we
+    send, the rest of its next message must not wait for a batch, and this connection must
+    need a longer streak before it batches again."""
+    receiver, sender = tcp_pair
+    ws = attached(receiver)
+    for _ in range(BATCH_AFTER):
+        feed_big_read(ws, receiver, sender, bytes(RECEIVE_CHUNK))
+    assert ws._batching
+    if send == "SendBuf":
+        assert ws.SendBuf(b"ack") == 3
+    else:
+        assert ws.SendStream(io.BytesIO(b"ack"))
+    assert not ws._batching and lowat(receiver) == 1
+    assert ws._batch_after == 4 * BATCH_AFTER
+    sender.settimeout(5)
+    assert sender.recv(3) == b"ack"
     ws.Close()
 
 
