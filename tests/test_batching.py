@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sockcomp import ServerSocket
+from sockcomp import ClientSocket, ServerSocket
 from sockcomp import _batching
 from sockcomp._batching import BATCH_AFTER, BATCH_AFTER_MAX, SUPPORTED
 from sockcomp._pump import READ, EpollPump
@@ -260,6 +260,50 @@ def test_a_stream_end_to_end_batches_and_its_tail_is_answered(qtbot, sink):
     assert state["md5"].digest() == hashlib.md5(body + tail).digest()
     assert max(state["marks"]) == 256 * KiB
     assert state["events"] < len(body) // RECEIVE_CHUNK  # fewer wake-ups than 64 KiB writes
+
+
+def test_a_client_downloading_a_stream_batches_too(qtbot, qapp):
+    """The same policy on a ClientSocket: a plain-socket server streams 8 MiB and a tail, the
+    client answers once it has everything."""
+    body = random.Random(3).randbytes(8 << 20) + b"tail"
+    seen = {"got": 0, "md5": hashlib.md5(), "marks": []}
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        cli = ClientSocket()
+        cli.Address, cli.Port = "127.0.0.1", listener.getsockname()[1]
+
+        def on_read(sender, sock):
+            data = sock.ReceiveBytes()
+            seen["marks"].append(lowat(sock._sock))
+            seen["got"] += len(data)
+            seen["md5"].update(data)
+            if seen["got"] == len(body):
+                sock.SendBuf(b"!")
+
+        cli.OnRead.connect(on_read)
+        cli.Open()
+        listener.settimeout(5)
+        peer, _ = listener.accept()
+    answered = threading.Event()
+
+    def send() -> None:
+        peer.sendall(body)
+        if peer.recv(1) == b"!":
+            answered.set()
+
+    qtbot.waitUntil(lambda: cli.Active, timeout=WAIT)
+    client_side = cli.Socket._sock
+    streamer = threading.Thread(target=send, daemon=True)
+    streamer.start()
+    try:
+        while pending(client_side) < RECEIVE_CHUNK:
+            select.select([], [], [], 0.001)
+        qtbot.waitUntil(answered.is_set, timeout=WAIT)
+    finally:
+        streamer.join(10)
+        peer.close()
+        cli.Close()
+    assert seen["md5"].digest() == hashlib.md5(body).digest()
+    assert max(seen["marks"]) == 256 * KiB
 
 
 @st.composite
