@@ -205,6 +205,32 @@ def test_batching_can_be_turned_off_and_blocking_sockets_never_batch(qtbot, tcp_
 
 # --- end to end ------------------------------------------------------------------------------
 
+def stream_until_answered(qtbot, peer: socket.socket, receiving: socket.socket,
+                          *pieces: bytes) -> None:
+    """Send ``pieces`` from ``peer`` in a thread, then wait for the one-byte answer b'!'.
+
+    The event loop runs only once a full read waits in ``receiving``; the handlers hash what
+    they read, which keeps them slower than the sender, so the reads that follow are big.
+    """
+    answered = threading.Event()
+
+    def send() -> None:
+        for piece in pieces:
+            peer.sendall(piece)
+        if peer.recv(1) == b"!":
+            answered.set()
+
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    try:
+        while pending(receiving) < RECEIVE_CHUNK:
+            select.select([], [], [], 0.001)
+        qtbot.waitUntil(answered.is_set, timeout=WAIT)
+    finally:
+        sender.join(10)
+        peer.close()
+
+
 @pytest.fixture
 def sink(qapp):
     """A ServerSocket that hashes what each connection sends and replies b'!' once it has
@@ -237,26 +263,8 @@ def test_a_stream_end_to_end_batches_and_its_tail_is_answered(qtbot, sink):
     tail = b"end of stream"
     state["expect"] = len(body) + len(tail)
     peer = socket.create_connection(("127.0.0.1", srv.Socket.LocalPort), timeout=10)
-    answered = threading.Event()
-
-    def send() -> None:
-        peer.sendall(body)
-        peer.sendall(tail)
-        if peer.recv(1) == b"!":
-            answered.set()
-
     qtbot.waitUntil(lambda: srv.Socket.ActiveConnections == 1, timeout=WAIT)
-    server_side = srv.Socket.Connections[0]._sock
-    sender = threading.Thread(target=send, daemon=True)
-    sender.start()
-    try:
-        # the loop reads only once a full read waits; hashing keeps it slower than the sender
-        while pending(server_side) < RECEIVE_CHUNK:
-            select.select([], [], [], 0.001)
-        qtbot.waitUntil(answered.is_set, timeout=WAIT)
-    finally:
-        sender.join(10)
-        peer.close()
+    stream_until_answered(qtbot, peer, srv.Socket.Connections[0]._sock, body, tail)
     assert state["md5"].digest() == hashlib.md5(body + tail).digest()
     assert max(state["marks"]) == 256 * KiB
     assert state["events"] < len(body) // RECEIVE_CHUNK  # fewer wake-ups than 64 KiB writes
@@ -283,24 +291,10 @@ def test_a_client_downloading_a_stream_batches_too(qtbot, qapp):
         cli.Open()
         listener.settimeout(5)
         peer, _ = listener.accept()
-    answered = threading.Event()
-
-    def send() -> None:
-        peer.sendall(body)
-        if peer.recv(1) == b"!":
-            answered.set()
-
-    qtbot.waitUntil(lambda: cli.Active, timeout=WAIT)
-    client_side = cli.Socket._sock
-    streamer = threading.Thread(target=send, daemon=True)
-    streamer.start()
     try:
-        while pending(client_side) < RECEIVE_CHUNK:
-            select.select([], [], [], 0.001)
-        qtbot.waitUntil(answered.is_set, timeout=WAIT)
+        qtbot.waitUntil(lambda: cli.Active, timeout=WAIT)
+        stream_until_answered(qtbot, peer, cli.Socket._sock, body)
     finally:
-        streamer.join(10)
-        peer.close()
         cli.Close()
     assert seen["md5"].digest() == hashlib.md5(body).digest()
     assert max(seen["marks"]) == 256 * KiB
