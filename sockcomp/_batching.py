@@ -50,6 +50,7 @@ BATCH_AFTER_MAX = 1 << 20
 #: Tick of the timer that ends batching when a stream pauses (ms).
 TICK_MS = 1
 
+
 def start(sock: "CustomWinSocket") -> None:
     """Start batching reads on ``sock`` (non-blocking, plain TCP, in its pump's thread)."""
     os_sock = sock._sock
