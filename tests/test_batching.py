@@ -120,6 +120,23 @@ def test_a_stream_that_stops_on_a_boundary_does_not_back_off(qtbot, tcp_pair):
     ws.Close()
 
 
+def test_a_fin_wakes_a_batching_socket_at_once(qtbot, tcp_pair):
+    """The end of a stream needs no tick: the kernel reports FIN whatever the mark. (The Qt
+    loop does not run here, so nothing can have lowered the mark meanwhile.)"""
+    receiver, sender = tcp_pair
+    ws = attached(receiver)
+    for _ in range(BATCH_AFTER):
+        feed_big_read(ws, receiver, sender, bytes(RECEIVE_CHUNK))
+    assert ws._batching
+    sender.sendall(b"last")
+    sender.shutdown(socket.SHUT_WR)
+    readable, _, _ = select.select([receiver], [], [], 5)
+    assert readable == [receiver] and ws._batching
+    ws._on_readable()
+    assert ws.ReceiveBytes()[-4:] == b"last"
+    ws.Close()
+
+
 def test_a_socket_that_stops_reading_stops_batching_without_backing_off(qtbot, tcp_pair):
     """No read because the application stopped reading (here SD_RECEIVE; also a full buffer)
     is not a paused stream: batching ends, so the timer stops, and the streak stays as it was."""
