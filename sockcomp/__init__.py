@@ -28,6 +28,14 @@ from .enums import (
     eeLookup,
     eeReceive,
     eeSend,
+    seAccept,
+    seConnect,
+    seConnecting,
+    seDisconnect,
+    seListen,
+    seLookup,
+    seRead,
+    seWrite,
     stNonBlocking,
     stThreadBlocking,
 )
@@ -37,7 +45,7 @@ from .serverwinsock import ServerClientWinSocket, ServerWinSocket
 from .stream import ESocketTimeout, WinSocketStream
 from .threads import ServerClientThread
 from .var import Var
-from .winsock import CustomWinSocket
+from .winsock import CustomWinSocket, seHalfClose
 
 __version__ = "0.1.0"
 
@@ -49,5 +57,6 @@ __all__ = [
     "stThreadBlocking", "eeGeneral", "eeSend", "eeReceive", "eeConnect", "eeDisconnect",
     "eeAccept", "eeLookup", "SD_RECEIVE", "SD_SEND", "SD_BOTH", "SetExceptionHook",
     "HandleException", "FramingMode", "FrameOverflow", "fmNone", "fmLine", "fmPacket", "foClose",
-    "foDiscard",
+    "foDiscard", "seLookup", "seConnecting", "seConnect", "seDisconnect", "seListen",
+    "seAccept", "seWrite", "seRead", "seHalfClose",
 ]

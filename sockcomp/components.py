@@ -35,7 +35,7 @@ from .enums import (
     seRead,
     seWrite,
 )
-from .errors import ESocketError
+from .errors import ESocketError, HandleException
 from .framing import FrameOverflow, FramingMode
 from .serverwinsock import ServerClientWinSocket, ServerWinSocket
 from .var import Var
@@ -424,18 +424,50 @@ class ClientSocket(_SocketComponent):
             self._idle.arm()
         elif event == seDisconnect:
             self._active = False
-        self._emit[event](self, socket)
+        try:
+            self.Event(socket, event)
+        except BaseException as exc:  # an overriding handler's error must not break the socket
+            HandleException(exc)
         if event == seDisconnect and self._wanted and self.AutoReconnect:
             self._schedule_reconnect()
 
     def _socket_error(self, socket: CustomWinSocket, event: ErrorEvent, code: Var[int]) -> None:
-        self.OnError.emit(self, socket, event, code)
+        try:
+            self.Error(socket, event, code)
+        except BaseException as exc:
+            HandleException(exc)
 
     def _socket_frame(self, socket: CustomWinSocket, message: Any) -> None:
-        if isinstance(message, str):
-            self.OnLineReceived.emit(self, socket, message)
-        else:
-            self.OnPacketReceived.emit(self, socket, message)
+        try:
+            if isinstance(message, str):
+                self.LineReceived(socket, message)
+            else:
+                self.PacketReceived(socket, message)
+        except BaseException as exc:
+            HandleException(exc)
+
+    # ------------------------------------------------------------------ dispatch methods
+    def Event(self, Socket: CustomWinSocket, SocketEvent: int) -> None:
+        """Fire the signal of ``SocketEvent`` (OnLookup … OnDisconnect, OnHalfClose), as
+        ``TCustomSocket.Event`` does in the VCL.
+
+        Override it in a subclass to handle events as plain method calls, without a signal's
+        cost (see README, "Handlers without signals"); call ``super().Event(Socket,
+        SocketEvent)`` for the events that should still reach the signals.
+        """
+        self._emit[SocketEvent](self, Socket)
+
+    def Error(self, Socket: CustomWinSocket, ErrorEvent: ErrorEvent, ErrorCode: Var[int]) -> None:
+        """Fire ``OnError``, as ``TCustomSocket.Error``; an override may set ``ErrorCode.value``."""
+        self.OnError.emit(self, Socket, ErrorEvent, ErrorCode)
+
+    def LineReceived(self, Socket: CustomWinSocket, Line: str) -> None:
+        """Fire ``OnLineReceived`` (fmLine); override to take lines without a signal."""
+        self.OnLineReceived.emit(self, Socket, Line)
+
+    def PacketReceived(self, Socket: CustomWinSocket, Packet: bytes) -> None:
+        """Fire ``OnPacketReceived`` (fmPacket); override to take packets without a signal."""
+        self.OnPacketReceived.emit(self, Socket, Packet)
 
     def _framing_target(self) -> CustomWinSocket:
         return self._socket
@@ -494,6 +526,10 @@ class ServerSocket(_SocketComponent):
             seConnect: self.OnClientConnect.emit, seRead: self.OnClientRead.emit,
             seWrite: self.OnClientWrite.emit, seDisconnect: self.OnClientDisconnect.emit,
             seHalfClose: self.OnClientHalfClose.emit,
+        }
+        self._dispatch = {
+            seConnect: self.ClientConnect, seRead: self.ClientRead, seWrite: self.ClientWrite,
+            seDisconnect: self.ClientDisconnect, seHalfClose: self.ClientHalfClose,
         }
         self._server = server
 
@@ -608,9 +644,14 @@ class ServerSocket(_SocketComponent):
         def unhandled(signal: Any) -> bool:
             return not self.isSignalConnected(QMetaMethod.fromSignal(signal))
 
+        def overridden(event: int) -> bool:  # a subclass's dispatch method handles it
+            method = self._dispatch[event]
+            return getattr(method, "__func__", None) is not _DEFAULT_DISPATCH[event]
+
         client = frozenset(event for event, signal in (
             (seConnect, self.OnClientConnect), (seWrite, self.OnClientWrite),
-            (seDisconnect, self.OnClientDisconnect)) if unhandled(signal))
+            (seDisconnect, self.OnClientDisconnect))
+            if not overridden(event) and unhandled(signal))
         thread = frozenset(started for started, signal in (
             (True, self.OnThreadStart), (False, self.OnThreadEnd)) if unhandled(signal))
         if connects == self._connects:
@@ -625,20 +666,75 @@ class ServerSocket(_SocketComponent):
         self._socket.unhandled_thread_events = frozenset()
 
     def _client_event(self, socket: CustomWinSocket, event: int) -> None:
-        emit = self._emit.get(event)
-        if emit is not None:
-            emit(self._server, socket)
+        handler = self._dispatch.get(event)
+        if handler is not None:
+            try:
+                handler(socket)
+            except BaseException as exc:  # an overriding handler's error must not break it
+                HandleException(exc)
         if event == seConnect and socket.IdleTimeout:
             self._idle.arm()
 
     def _client_error(self, socket: CustomWinSocket, event: ErrorEvent, code: Var[int]) -> None:
-        self.OnClientError.emit(self._server, socket, event, code)
+        try:
+            self.ClientErrorEvent(socket, event, code)
+        except BaseException as exc:
+            HandleException(exc)
 
     def _client_frame(self, socket: CustomWinSocket, message: Any) -> None:
-        if isinstance(message, str):
-            self.OnClientLineReceived.emit(self._server, socket, message)
-        else:
-            self.OnClientPacketReceived.emit(self._server, socket, message)
+        try:
+            if isinstance(message, str):
+                self.ClientLineReceived(socket, message)
+            else:
+                self.ClientPacketReceived(socket, message)
+        except BaseException as exc:
+            HandleException(exc)
+
+    # ------------------------------------------------------------------ dispatch methods
+    # One per client event, named as TServerWinSocket's dynamic methods. Each fires its
+    # signal; a subclass overrides it to handle the event as a plain method call (README,
+    # "Handlers without signals").
+    def ClientConnect(self, Socket: CustomWinSocket) -> None:
+        """Fire ``OnClientConnect``; override to handle it without a signal."""
+        self._emit[seConnect](self._server, Socket)
+
+    def ClientRead(self, Socket: CustomWinSocket) -> None:
+        """Fire ``OnClientRead``; override to handle it without a signal (the fast path)."""
+        self._emit[seRead](self._server, Socket)
+
+    def ClientWrite(self, Socket: CustomWinSocket) -> None:
+        """Fire ``OnClientWrite``; override to handle it without a signal."""
+        self._emit[seWrite](self._server, Socket)
+
+    def ClientDisconnect(self, Socket: CustomWinSocket) -> None:
+        """Fire ``OnClientDisconnect``; override to handle it without a signal."""
+        self._emit[seDisconnect](self._server, Socket)
+
+    def ClientHalfClose(self, Socket: CustomWinSocket) -> None:
+        """Fire ``OnClientHalfClose``; override to handle it without a signal."""
+        self._emit[seHalfClose](self._server, Socket)
+
+    def ClientErrorEvent(self, Socket: CustomWinSocket, ErrorEvent: ErrorEvent,
+                         ErrorCode: Var[int]) -> None:
+        """Fire ``OnClientError``; an override may set ``ErrorCode.value`` as a handler does."""
+        self.OnClientError.emit(self._server, Socket, ErrorEvent, ErrorCode)
+
+    def ClientLineReceived(self, Socket: CustomWinSocket, Line: str) -> None:
+        """Fire ``OnClientLineReceived`` (fmLine); override to take lines without a signal."""
+        self.OnClientLineReceived.emit(self._server, Socket, Line)
+
+    def ClientPacketReceived(self, Socket: CustomWinSocket, Packet: bytes) -> None:
+        """Fire ``OnClientPacketReceived`` (fmPacket); override to take packets without a
+        signal."""
+        self.OnClientPacketReceived.emit(self._server, Socket, Packet)
 
     def _framing_target(self) -> CustomWinSocket:
         return self._socket
+
+
+#: The dispatch methods ServerSocket itself defines: anything else is a subclass's override.
+_DEFAULT_DISPATCH = {
+    seConnect: ServerSocket.ClientConnect, seRead: ServerSocket.ClientRead,
+    seWrite: ServerSocket.ClientWrite, seDisconnect: ServerSocket.ClientDisconnect,
+    seHalfClose: ServerSocket.ClientHalfClose,
+}

@@ -14,6 +14,9 @@ EXTRA_NAMES = {
     "SD_RECEIVE", "SD_SEND", "SD_BOTH", "SetExceptionHook", "HandleException", "LookupState",
     "SocketState", "ESocketTimeout", "FramingMode", "FrameOverflow", "fmNone", "fmLine",
     "fmPacket", "foClose", "foDiscard",
+    # the SocketEvent values an overridden ClientSocket.Event compares, plus sockcomp's own
+    "seLookup", "seConnecting", "seConnect", "seDisconnect", "seListen", "seAccept", "seWrite",
+    "seRead", "seHalfClose",
 }
 
 
@@ -34,6 +37,7 @@ def test_enum_values_are_the_delphi_ordinals() -> None:
     assert [e.name for e in sockcomp.SocketEvent] == [
         "seLookup", "seConnecting", "seConnect", "seDisconnect", "seListen", "seAccept",
         "seWrite", "seRead"]
+    assert sockcomp.seHalfClose == 8  # sockcomp's own event, after the VCL's
 
 
 def test_socket_error_is_an_oserror_with_vcl_fields() -> None:
