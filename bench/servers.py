@@ -16,8 +16,9 @@ loop's own readiness primitive (a ``QSocketNotifier`` for the Qt kinds, ``loop.a
 the asyncio kinds), doing N sequential 64-byte round trips after N/10 (>= 200) warm-up trips.
 Thread-per-connection kinds have no loop to share and do not support it.
 
-Kinds: sockcomp-nb, sockcomp-thread, sockcomp-thread-sync, asyncio-protocol, asyncio-streams,
-uvloop-protocol, uvloop-streams, qtcp, raw-notifier, threading-tcpserver.
+Kinds: sockcomp-nb, sockcomp-nb-override, sockcomp-thread, sockcomp-thread-sync,
+asyncio-protocol, asyncio-streams, uvloop-protocol, uvloop-streams, qtcp, raw-notifier,
+threading-tcpserver.
 """
 from __future__ import annotations
 
@@ -147,20 +148,39 @@ def _silence(Sender, Socket, ErrorEvent, ErrorCode) -> None:
     ErrorCode.value = 0  # resets from the load generator are expected, not failures
 
 
-def serve_sockcomp_nb(port: int) -> None:
+def serve_sockcomp_nb(port: int, override: bool = False) -> None:
+    """stNonBlocking. Default: handlers connected to OnClientRead and OnClientError, as most
+    applications do. ``override``: the same handlers as overridden dispatch methods of a
+    ServerSocket subclass (ClientRead, ClientErrorEvent), which skips the Qt signal."""
     from sockcomp import ServerSocket, stNonBlocking
+
+    class EchoServer(ServerSocket):
+        def ClientRead(self, Socket):
+            Socket.SendBuf(Socket.ReceiveBytes())
+
+        def ClientErrorEvent(self, Socket, ErrorEvent, ErrorCode):
+            ErrorCode.value = 0
+
+    class SinkServer(EchoServer):
+        def ClientRead(self, Socket):
+            Socket.ReceiveBytes()
+
     app = _qt_app()
     servers = []
     for p, sink in ((port, False), (port + 1, True)):
-        s = ServerSocket()
+        if override:
+            s = SinkServer() if sink else EchoServer()
+        else:
+            s = ServerSocket()
+            if sink:
+                s.OnClientRead.connect(lambda Sender, Socket: Socket.ReceiveBytes())
+            else:
+                s.OnClientRead.connect(
+                    lambda Sender, Socket: Socket.SendBuf(Socket.ReceiveBytes()))
+            s.OnClientError.connect(_silence)
         s.Loaded()
         s.ServerType = stNonBlocking
         s.Address, s.Port = HOST, p
-        if sink:
-            s.OnClientRead.connect(lambda Sender, Socket: Socket.ReceiveBytes())
-        else:
-            s.OnClientRead.connect(lambda Sender, Socket: Socket.SendBuf(Socket.ReceiveBytes()))
-        s.OnClientError.connect(_silence)
         s.Open()
         servers.append(s)
     _ready(port)
@@ -434,6 +454,7 @@ def serve_threading(port: int) -> None:
 
 KINDS = {
     "sockcomp-nb": serve_sockcomp_nb,
+    "sockcomp-nb-override": lambda port: serve_sockcomp_nb(port, override=True),
     "sockcomp-thread": serve_sockcomp_thread,
     "sockcomp-thread-sync": lambda port: serve_sockcomp_thread(port, sync=True),
     "asyncio-protocol": lambda port: _run_asyncio(port, streams=False, use_uvloop=False),
@@ -446,8 +467,8 @@ KINDS = {
 }
 
 
-INPROC_KINDS = {"sockcomp-nb", "asyncio-protocol", "asyncio-streams", "uvloop-protocol",
-                "uvloop-streams", "qtcp", "raw-notifier"}
+INPROC_KINDS = {"sockcomp-nb", "sockcomp-nb-override", "asyncio-protocol", "asyncio-streams",
+                "uvloop-protocol", "uvloop-streams", "qtcp", "raw-notifier"}
 
 
 def main(argv: list[str]) -> None:
