@@ -411,3 +411,37 @@ def test_dispatch_methods_are_the_signals_by_default(qtbot, keep):
     cli.Event(cli.Socket, seWrite)
     cli.Event(cli.Socket, seHalfClose)
     assert got == [("read", srv.Socket), ("half", srv.Socket), ("write", cli), ("cli-half", cli)]
+
+
+class SyncReadServer(ServerSocket):
+    """stThreadBlocking with the default ClientExecute: ClientRead overridden, no signals."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ServerType = stThreadBlocking
+        self.threads: list[bool] = []
+
+    def ClientRead(self, Socket):
+        self.threads.append(in_main())
+        Socket.SendText(Socket.ReceiveText().upper())
+
+
+def test_thread_mode_default_thread_delivers_reads_to_an_overridden_clientread(qtbot, keep,
+                                                                               hook):
+    srv = keep(SyncReadServer())
+    port = listen(srv, qtbot)
+
+    def upper(port: int) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(b"ping")
+            got = b""
+            while len(got) < 4:
+                chunk = conn.recv(4 - len(got))
+                if not chunk:
+                    break
+                got += chunk
+            return got
+
+    assert Job(upper, port).wait(qtbot) == b"PING"
+    assert srv.threads and all(srv.threads)
+    assert hook == []
