@@ -13,7 +13,7 @@ that phase earlier. Inside Qt Designer nothing ever opens.
 from __future__ import annotations
 
 import ssl
-from typing import Any, Optional, Union
+from typing import Any, Optional, Union, cast
 
 from PySide6.QtCore import QMetaMethod, QObject, QTimer, Signal
 
@@ -425,7 +425,7 @@ class ClientSocket(_SocketComponent):
         elif event == seDisconnect:
             self._active = False
         try:
-            self.Event(socket, event)
+            self.Event(cast(ClientWinSocket, socket), event)
         except BaseException as exc:  # an overriding handler's error must not break the socket
             HandleException(exc)
         if event == seDisconnect and self._wanted and self.AutoReconnect:
@@ -433,21 +433,21 @@ class ClientSocket(_SocketComponent):
 
     def _socket_error(self, socket: CustomWinSocket, event: ErrorEvent, code: Var[int]) -> None:
         try:
-            self.Error(socket, event, code)
+            self.Error(cast(ClientWinSocket, socket), event, code)
         except BaseException as exc:
             HandleException(exc)
 
     def _socket_frame(self, socket: CustomWinSocket, message: Any) -> None:
         try:
             if isinstance(message, str):
-                self.LineReceived(socket, message)
+                self.LineReceived(cast(ClientWinSocket, socket), message)
             else:
-                self.PacketReceived(socket, message)
+                self.PacketReceived(cast(ClientWinSocket, socket), message)
         except BaseException as exc:
             HandleException(exc)
 
     # ------------------------------------------------------------------ dispatch methods
-    def Event(self, Socket: CustomWinSocket, SocketEvent: int) -> None:
+    def Event(self, Socket: ClientWinSocket, SocketEvent: int) -> None:
         """Fire the signal of ``SocketEvent`` (OnLookup … OnDisconnect, OnHalfClose), as
         ``TCustomSocket.Event`` does in the VCL.
 
@@ -457,15 +457,15 @@ class ClientSocket(_SocketComponent):
         """
         self._emit[SocketEvent](self, Socket)
 
-    def Error(self, Socket: CustomWinSocket, ErrorEvent: ErrorEvent, ErrorCode: Var[int]) -> None:
+    def Error(self, Socket: ClientWinSocket, ErrorEvent: ErrorEvent, ErrorCode: Var[int]) -> None:
         """Fire ``OnError``, as ``TCustomSocket.Error``; an override may set ``ErrorCode.value``."""
         self.OnError.emit(self, Socket, ErrorEvent, ErrorCode)
 
-    def LineReceived(self, Socket: CustomWinSocket, Line: str) -> None:
+    def LineReceived(self, Socket: ClientWinSocket, Line: str) -> None:
         """Fire ``OnLineReceived`` (fmLine); override to take lines without a signal."""
         self.OnLineReceived.emit(self, Socket, Line)
 
-    def PacketReceived(self, Socket: CustomWinSocket, Packet: bytes) -> None:
+    def PacketReceived(self, Socket: ClientWinSocket, Packet: bytes) -> None:
         """Fire ``OnPacketReceived`` (fmPacket); override to take packets without a signal."""
         self.OnPacketReceived.emit(self, Socket, Packet)
 
@@ -526,10 +526,6 @@ class ServerSocket(_SocketComponent):
             seConnect: self.OnClientConnect.emit, seRead: self.OnClientRead.emit,
             seWrite: self.OnClientWrite.emit, seDisconnect: self.OnClientDisconnect.emit,
             seHalfClose: self.OnClientHalfClose.emit,
-        }
-        self._dispatch = {
-            seConnect: self.ClientConnect, seRead: self.ClientRead, seWrite: self.ClientWrite,
-            seDisconnect: self.ClientDisconnect, seHalfClose: self.ClientHalfClose,
         }
         self._server = server
 
@@ -644,9 +640,10 @@ class ServerSocket(_SocketComponent):
         def unhandled(signal: Any) -> bool:
             return not self.isSignalConnected(QMetaMethod.fromSignal(signal))
 
-        def overridden(event: int) -> bool:  # a subclass's dispatch method handles it
-            method = self._dispatch[event]
-            return getattr(method, "__func__", None) is not _DEFAULT_DISPATCH[event]
+        def overridden(event: int) -> bool:  # a subclass's (or instance's) method handles it
+            name = _CLIENT_DISPATCH[event]
+            method = getattr(getattr(self, name), "__func__", None)
+            return method is not getattr(ServerSocket, name)
 
         client = frozenset(event for event, signal in (
             (seConnect, self.OnClientConnect), (seWrite, self.OnClientWrite),
@@ -666,10 +663,10 @@ class ServerSocket(_SocketComponent):
         self._socket.unhandled_thread_events = frozenset()
 
     def _client_event(self, socket: CustomWinSocket, event: int) -> None:
-        handler = self._dispatch.get(event)
-        if handler is not None:
-            try:
-                handler(socket)
+        name = _CLIENT_DISPATCH.get(event)
+        if name is not None:
+            try:  # looked up now, so a method replaced on the instance is honoured too
+                getattr(self, name)(socket)  # a ServerClientWinSocket
             except BaseException as exc:  # an overriding handler's error must not break it
                 HandleException(exc)
         if event == seConnect and socket.IdleTimeout:
@@ -677,16 +674,17 @@ class ServerSocket(_SocketComponent):
 
     def _client_error(self, socket: CustomWinSocket, event: ErrorEvent, code: Var[int]) -> None:
         try:
-            self.ClientErrorEvent(socket, event, code)
+            self.ClientErrorEvent(cast(ServerClientWinSocket, socket), event, code)
         except BaseException as exc:
             HandleException(exc)
 
     def _client_frame(self, socket: CustomWinSocket, message: Any) -> None:
         try:
+            client = cast(ServerClientWinSocket, socket)
             if isinstance(message, str):
-                self.ClientLineReceived(socket, message)
+                self.ClientLineReceived(client, message)
             else:
-                self.ClientPacketReceived(socket, message)
+                self.ClientPacketReceived(client, message)
         except BaseException as exc:
             HandleException(exc)
 
@@ -694,36 +692,36 @@ class ServerSocket(_SocketComponent):
     # One per client event, named as TServerWinSocket's dynamic methods. Each fires its
     # signal; a subclass overrides it to handle the event as a plain method call (README,
     # "Handlers without signals").
-    def ClientConnect(self, Socket: CustomWinSocket) -> None:
+    def ClientConnect(self, Socket: ServerClientWinSocket) -> None:
         """Fire ``OnClientConnect``; override to handle it without a signal."""
         self._emit[seConnect](self._server, Socket)
 
-    def ClientRead(self, Socket: CustomWinSocket) -> None:
+    def ClientRead(self, Socket: ServerClientWinSocket) -> None:
         """Fire ``OnClientRead``; override to handle it without a signal (the fast path)."""
         self._emit[seRead](self._server, Socket)
 
-    def ClientWrite(self, Socket: CustomWinSocket) -> None:
+    def ClientWrite(self, Socket: ServerClientWinSocket) -> None:
         """Fire ``OnClientWrite``; override to handle it without a signal."""
         self._emit[seWrite](self._server, Socket)
 
-    def ClientDisconnect(self, Socket: CustomWinSocket) -> None:
+    def ClientDisconnect(self, Socket: ServerClientWinSocket) -> None:
         """Fire ``OnClientDisconnect``; override to handle it without a signal."""
         self._emit[seDisconnect](self._server, Socket)
 
-    def ClientHalfClose(self, Socket: CustomWinSocket) -> None:
+    def ClientHalfClose(self, Socket: ServerClientWinSocket) -> None:
         """Fire ``OnClientHalfClose``; override to handle it without a signal."""
         self._emit[seHalfClose](self._server, Socket)
 
-    def ClientErrorEvent(self, Socket: CustomWinSocket, ErrorEvent: ErrorEvent,
+    def ClientErrorEvent(self, Socket: ServerClientWinSocket, ErrorEvent: ErrorEvent,
                          ErrorCode: Var[int]) -> None:
         """Fire ``OnClientError``; an override may set ``ErrorCode.value`` as a handler does."""
         self.OnClientError.emit(self._server, Socket, ErrorEvent, ErrorCode)
 
-    def ClientLineReceived(self, Socket: CustomWinSocket, Line: str) -> None:
+    def ClientLineReceived(self, Socket: ServerClientWinSocket, Line: str) -> None:
         """Fire ``OnClientLineReceived`` (fmLine); override to take lines without a signal."""
         self.OnClientLineReceived.emit(self._server, Socket, Line)
 
-    def ClientPacketReceived(self, Socket: CustomWinSocket, Packet: bytes) -> None:
+    def ClientPacketReceived(self, Socket: ServerClientWinSocket, Packet: bytes) -> None:
         """Fire ``OnClientPacketReceived`` (fmPacket); override to take packets without a
         signal."""
         self.OnClientPacketReceived.emit(self._server, Socket, Packet)
@@ -732,9 +730,8 @@ class ServerSocket(_SocketComponent):
         return self._socket
 
 
-#: The dispatch methods ServerSocket itself defines: anything else is a subclass's override.
-_DEFAULT_DISPATCH = {
-    seConnect: ServerSocket.ClientConnect, seRead: ServerSocket.ClientRead,
-    seWrite: ServerSocket.ClientWrite, seDisconnect: ServerSocket.ClientDisconnect,
-    seHalfClose: ServerSocket.ClientHalfClose,
+#: The dispatch method of each client event (sockcomp's own, seHalfClose, included).
+_CLIENT_DISPATCH = {
+    seConnect: "ClientConnect", seRead: "ClientRead", seWrite: "ClientWrite",
+    seDisconnect: "ClientDisconnect", seHalfClose: "ClientHalfClose",
 }

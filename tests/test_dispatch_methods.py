@@ -22,7 +22,7 @@ from sockcomp import (
     seConnect, seConnecting, seDisconnect, seHalfClose, seLookup, seRead, seWrite,
     stThreadBlocking,
 )
-from tests.test_thread_server import EchoThread, Job, echo_once
+from tests.test_thread_server import EchoThread, Job, echo_once, spy_synchronizer
 from tests.util import EventLog, free_port
 
 WAIT = 5000
@@ -261,6 +261,42 @@ def test_frame_dispatch_methods_on_both_components(qtbot, keep, mode):
     assert not {"OnClient" + name[2:] for name in received} & set(srv_log.names())
 
 
+class RaisingLineServer(ServerSocket):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def ClientLineReceived(self, Socket, Line):
+        self.lines.append(Line)
+        raise ValueError(Line)
+
+
+def test_a_raising_frame_override_loses_none_of_the_lines_of_that_read(qtbot, keep, hook):
+    srv = keep(RaisingLineServer())
+    srv.Framing = fmLine
+    port = listen(srv, qtbot)
+    conn = peer(keep, port)
+    conn.sendall(b"a\nb\nc\n")  # one segment, one read: three lines
+    qtbot.waitUntil(lambda: len(srv.lines) == 3, timeout=WAIT)
+    assert srv.lines == ["a", "b", "c"]
+    assert [(type(e), e.args) for e in hook] == [(ValueError, (line,)) for line in "abc"]
+    assert srv.Socket.ActiveConnections == 1
+
+
+def test_a_dispatch_method_replaced_on_an_instance_is_honoured(qtbot, keep):
+    srv = keep(ServerSocket())
+    log = EventLog(srv)
+    seen: list[Any] = []
+    srv.ClientConnect = seen.append  # after construction, on this instance only
+    srv.ClientRead = lambda Socket: Socket.SendBuf(Socket.ReceiveBytes())
+    port = listen(srv, qtbot)
+    conn = peer(keep, port)
+    assert exchange(qtbot, conn, b"echo") == b"echo"
+    assert seen == [srv.Socket.Connections[0]]
+    assert "OnClientConnect" not in log.names() and "OnClientRead" not in log.names()
+    assert log.names() == ["OnListen", "OnGetSocket", "OnAccept", "OnClientWrite"]
+
+
 # ---------------------------------------------------------------------------- client
 class RecordingClient(ClientSocket):
     """Event records (SocketEvent, Active) and fires the signal for everything but seRead."""
@@ -330,6 +366,31 @@ def test_overridden_error_decides_like_a_handler(qtbot, keep, hook, suppress):
         assert isinstance(hook[0], ESocketError) and hook[0].ErrorCode == 10061
 
 
+class RaisingErrorClient(ClientSocket):
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[int] = []
+
+    def Event(self, Socket, SocketEvent):
+        self.events.append(SocketEvent)
+
+    def Error(self, Socket, ErrorEvent, ErrorCode):
+        raise RuntimeError("error handler failed")
+
+
+def test_a_raising_error_override_leaves_the_error_unsuppressed(qtbot, keep, hook):
+    """The connection still ends once; the hook gets the override's exception, then the
+    ESocketError that the untouched ErrorCode asks for."""
+    cli = keep(RaisingErrorClient())
+    cli.Address, cli.Port = "127.0.0.1", free_port()
+    cli.Open()
+    qtbot.waitUntil(lambda: len(hook) == 2, timeout=WAIT)
+    assert cli.events == [seLookup, seConnecting, seDisconnect]
+    assert isinstance(hook[0], RuntimeError)
+    assert isinstance(hook[1], ESocketError) and hook[1].ErrorCode == 10061
+    assert not cli.Active
+
+
 class ReconnectingClient(ClientSocket):
     """Takes every event itself (no super): AutoReconnect must not depend on the signals."""
 
@@ -339,8 +400,8 @@ class ReconnectingClient(ClientSocket):
 
     def Event(self, Socket, SocketEvent):
         self.events.append(SocketEvent)
-        if SocketEvent == seConnect:
-            raise RuntimeError("connect handler failed")
+        if SocketEvent in (seConnect, seDisconnect):
+            raise RuntimeError(f"handler of event {int(SocketEvent)} failed")
 
     def Error(self, Socket, ErrorEvent, ErrorCode):
         ErrorCode.value = 0
@@ -358,8 +419,12 @@ def test_autoreconnect_and_active_survive_an_override_that_raises(qtbot, keep, h
     qtbot.waitUntil(lambda: cli.events.count(seConnect) == 2, timeout=WAIT)
     assert cli.Active and cli.ReconnectAttempt == 0
     keep(listener.accept()[0])
-    assert [type(e) for e in hook] == [RuntimeError, RuntimeError]
+    cli.Close()
+    assert [e.args[0] for e in hook] == [
+        f"handler of event {int(event)} failed"
+        for event in (seConnect, seDisconnect, seConnect, seDisconnect)]
     assert cli.events[:5] == [seLookup, seConnecting, seConnect, seWrite, seDisconnect]
+    assert not cli.Active and not cli.Reconnecting
 
 
 # ---------------------------------------------------------------------------- thread mode
@@ -444,4 +509,31 @@ def test_thread_mode_default_thread_delivers_reads_to_an_overridden_clientread(q
 
     assert Job(upper, port).wait(qtbot) == b"PING"
     assert srv.threads and all(srv.threads)
+    assert hook == []
+
+
+class DisconnectOnlyServer(ServerSocket):
+    """Thread mode, overriding ClientDisconnect only: connect and write stay unsynchronized."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ServerType = stThreadBlocking
+        self.gone: list[bool] = []
+        self.OnGetThread.connect(
+            lambda Sender, ClientSocket, SocketThread:
+            setattr(SocketThread, "value", EchoThread(False, ClientSocket)))
+
+    def ClientDisconnect(self, Socket):
+        self.gone.append(in_main())
+
+
+def test_thread_mode_synchronizes_only_the_overridden_events(qtbot, keep, hook):
+    srv = keep(DisconnectOnlyServer())
+    port = listen(srv, qtbot)
+    calls = spy_synchronizer(srv)
+    for connection in (1, 2):
+        assert Job(echo_once, port).wait(qtbot) == b"ping"
+        qtbot.waitUntil(lambda: len(srv.gone) == connection, timeout=WAIT)
+    assert srv.gone == [True, True]
+    assert calls == ["_client_event", "_client_event"]  # the two seDisconnects, nothing else
     assert hook == []
