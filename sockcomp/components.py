@@ -13,7 +13,7 @@ that phase earlier. Inside Qt Designer nothing ever opens.
 from __future__ import annotations
 
 import ssl
-from typing import Any, Optional, Union, cast
+from typing import Any, Callable, Optional, Union
 
 from PySide6.QtCore import QMetaMethod, QObject, QTimer, Signal
 
@@ -44,6 +44,12 @@ from .winsock import CustomWinSocket, seHalfClose
 __all__ = ["ClientSocket", "ServerSocket"]
 
 _ACTIVE_ERROR = "Can't change value while socket is active"
+
+#: ServerSocket's dispatch method of each client event (sockcomp's seHalfClose included).
+_CLIENT_DISPATCH = {
+    seConnect: "ClientConnect", seRead: "ClientRead", seWrite: "ClientWrite",
+    seDisconnect: "ClientDisconnect", seHalfClose: "ClientHalfClose",
+}
 
 
 def _check_port(value: Any) -> int:
@@ -119,6 +125,33 @@ class _SocketComponent(QObject):
 
     def _is_active(self) -> bool:
         return self._active
+
+    # ------------------------------------------------------------------ dispatch wiring
+    #: The component's dispatch methods (README, "Handlers without signals").
+    _DISPATCH_METHODS: frozenset[str] = frozenset()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        if name in self._DISPATCH_METHODS and hasattr(self, "_emit"):
+            self._bind_dispatch()  # a dispatch method replaced on this instance
+
+    def _bind_dispatch(self) -> None:
+        """Resolve once what each event calls, so an event pays no method lookup."""
+        raise NotImplementedError
+
+    def _overrides(self, owner: type, name: str) -> bool:
+        """True when a subclass or this instance replaces ``owner``'s dispatch method ``name``."""
+        return getattr(getattr(self, name), "__func__", None) is not getattr(owner, name)
+
+    def _dispatch_call(self, owner: type, name: str,
+                       emit: Callable[..., None]) -> Callable[..., None]:
+        """What an event calls, with its signal's arguments: the signal's ``emit`` itself (what
+        the default method does, one call shorter), or the override of dispatch method
+        ``name``, which takes them without Sender."""
+        if not self._overrides(owner, name):
+            return emit
+        method = getattr(self, name)
+        return lambda Sender, *args: method(*args)
 
     def _watched_sockets(self) -> list[CustomWinSocket]:
         raise NotImplementedError
@@ -273,6 +306,8 @@ class ClientSocket(_SocketComponent):
     OnReconnect = Signal(object, object)
     OnError = Signal(object, object, object, object)
 
+    _DISPATCH_METHODS = frozenset({"Event", "Error", "LineReceived", "PacketReceived"})
+
     def __init__(self, parent: Optional[QObject] = None) -> None:
         self._socket = ClientWinSocket()
         super().__init__(parent)
@@ -311,6 +346,7 @@ class ClientSocket(_SocketComponent):
             seWrite: self.OnWrite.emit, seDisconnect: self.OnDisconnect.emit,
             seHalfClose: self.OnHalfClose.emit,
         }
+        self._bind_dispatch()
 
     @property
     def Socket(self) -> ClientWinSocket:
@@ -425,7 +461,11 @@ class ClientSocket(_SocketComponent):
         elif event == seDisconnect:
             self._active = False
         try:
-            self.Event(cast(ClientWinSocket, socket), event)
+            on_event = self._on_event
+            if on_event is None:
+                self._emit[event](self, socket)
+            else:
+                on_event(socket, event)
         except BaseException as exc:  # an overriding handler's error must not break the socket
             HandleException(exc)
         if event == seDisconnect and self._wanted and self.AutoReconnect:
@@ -433,18 +473,23 @@ class ClientSocket(_SocketComponent):
 
     def _socket_error(self, socket: CustomWinSocket, event: ErrorEvent, code: Var[int]) -> None:
         try:
-            self.Error(cast(ClientWinSocket, socket), event, code)
+            self._on_error(self, socket, event, code)
         except BaseException as exc:
             HandleException(exc)
 
     def _socket_frame(self, socket: CustomWinSocket, message: Any) -> None:
         try:
-            if isinstance(message, str):
-                self.LineReceived(cast(ClientWinSocket, socket), message)
-            else:
-                self.PacketReceived(cast(ClientWinSocket, socket), message)
+            (self._on_line if isinstance(message, str) else self._on_packet)(self, socket, message)
         except BaseException as exc:
             HandleException(exc)
+
+    def _bind_dispatch(self) -> None:
+        owner = ClientSocket
+        self._on_event: Optional[Callable[..., None]] = (
+            self.Event if self._overrides(owner, "Event") else None)
+        self._on_error = self._dispatch_call(owner, "Error", self.OnError.emit)
+        self._on_line = self._dispatch_call(owner, "LineReceived", self.OnLineReceived.emit)
+        self._on_packet = self._dispatch_call(owner, "PacketReceived", self.OnPacketReceived.emit)
 
     # ------------------------------------------------------------------ dispatch methods
     def Event(self, Socket: ClientWinSocket, SocketEvent: int) -> None:
@@ -497,6 +542,8 @@ class ServerSocket(_SocketComponent):
     OnClientError = Signal(object, object, object, object)
 
     _connects = 0  # connectNotify calls so far: a refresh that raced a connect is dropped
+    _DISPATCH_METHODS = frozenset({*_CLIENT_DISPATCH.values(), "ClientErrorEvent",
+                                   "ClientLineReceived", "ClientPacketReceived"})
 
     def __init__(self, parent: Optional[QObject] = None) -> None:
         self._socket = ServerWinSocket()
@@ -528,6 +575,7 @@ class ServerSocket(_SocketComponent):
             seHalfClose: self.OnClientHalfClose.emit,
         }
         self._server = server
+        self._bind_dispatch()
 
     @property
     def Socket(self) -> ServerWinSocket:
@@ -641,9 +689,7 @@ class ServerSocket(_SocketComponent):
             return not self.isSignalConnected(QMetaMethod.fromSignal(signal))
 
         def overridden(event: int) -> bool:  # a subclass's (or instance's) method handles it
-            name = _CLIENT_DISPATCH[event]
-            method = getattr(getattr(self, name), "__func__", None)
-            return method is not getattr(ServerSocket, name)
+            return self._overrides(ServerSocket, _CLIENT_DISPATCH[event])
 
         client = frozenset(event for event, signal in (
             (seConnect, self.OnClientConnect), (seWrite, self.OnClientWrite),
@@ -663,10 +709,10 @@ class ServerSocket(_SocketComponent):
         self._socket.unhandled_thread_events = frozenset()
 
     def _client_event(self, socket: CustomWinSocket, event: int) -> None:
-        name = _CLIENT_DISPATCH.get(event)
-        if name is not None:
-            try:  # looked up now, so a method replaced on the instance is honoured too
-                getattr(self, name)(socket)  # a ServerClientWinSocket
+        call = self._dispatch.get(event)
+        if call is not None:
+            try:
+                call(self._server, socket)
             except BaseException as exc:  # an overriding handler's error must not break it
                 HandleException(exc)
         if event == seConnect and socket.IdleTimeout:
@@ -674,19 +720,26 @@ class ServerSocket(_SocketComponent):
 
     def _client_error(self, socket: CustomWinSocket, event: ErrorEvent, code: Var[int]) -> None:
         try:
-            self.ClientErrorEvent(cast(ServerClientWinSocket, socket), event, code)
+            self._on_error(self._server, socket, event, code)
         except BaseException as exc:
             HandleException(exc)
 
     def _client_frame(self, socket: CustomWinSocket, message: Any) -> None:
         try:
-            client = cast(ServerClientWinSocket, socket)
-            if isinstance(message, str):
-                self.ClientLineReceived(client, message)
-            else:
-                self.ClientPacketReceived(client, message)
+            (self._on_line if isinstance(message, str) else self._on_packet)(
+                self._server, socket, message)
         except BaseException as exc:
             HandleException(exc)
+
+    def _bind_dispatch(self) -> None:
+        owner = ServerSocket
+        self._dispatch = {event: self._dispatch_call(owner, name, self._emit[event])
+                          for event, name in _CLIENT_DISPATCH.items()}
+        self._on_error = self._dispatch_call(owner, "ClientErrorEvent", self.OnClientError.emit)
+        self._on_line = self._dispatch_call(owner, "ClientLineReceived",
+                                            self.OnClientLineReceived.emit)
+        self._on_packet = self._dispatch_call(owner, "ClientPacketReceived",
+                                              self.OnClientPacketReceived.emit)
 
     # ------------------------------------------------------------------ dispatch methods
     # One per client event, named as TServerWinSocket's dynamic methods. Each fires its
@@ -728,10 +781,3 @@ class ServerSocket(_SocketComponent):
 
     def _framing_target(self) -> CustomWinSocket:
         return self._socket
-
-
-#: The dispatch method of each client event (sockcomp's own, seHalfClose, included).
-_CLIENT_DISPATCH = {
-    seConnect: "ClientConnect", seRead: "ClientRead", seWrite: "ClientWrite",
-    seDisconnect: "ClientDisconnect", seHalfClose: "ClientHalfClose",
-}
