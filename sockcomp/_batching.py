@@ -94,6 +94,11 @@ def replied(sock: "CustomWinSocket") -> None:
     """The application sent while batching: the peer may be waiting for that answer before
     it sends more (stop-and-wait with big messages), so stop, and be slower to batch again."""
     stop(sock)
+    _back_off(sock)
+
+
+def _back_off(sock: "CustomWinSocket") -> None:
+    """Need a four times longer streak before batching this connection again."""
     sock._batch_after = min(sock._batch_after * 4, BATCH_AFTER_MAX)
 
 
@@ -126,7 +131,7 @@ class _Watch:
                 stop(sock)
                 continue
             if stop(sock):  # a tail was held back: be slower to batch on this connection
-                sock._batch_after = min(sock._batch_after * 4, BATCH_AFTER_MAX)
+                _back_off(sock)
         self.sockets = keep
         if not keep:
             self.timer.stop()
