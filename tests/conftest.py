@@ -17,3 +17,19 @@ def hook():
     previous = sockcomp.SetExceptionHook(caught.append)
     yield caught
     sockcomp.SetExceptionHook(previous)
+
+
+@pytest.fixture(params=["epoll", "notifier"])
+def pump_backend(request, qapp):
+    """Run the test on each readiness backend: a fresh pump of that kind becomes this thread's.
+
+    ``epoll`` is the Linux default (the test's few sockets get notifiers of their own, the rest
+    would join the epoll); ``notifier`` is the fallback with one QSocketNotifier per socket.
+    """
+    from sockcomp import _pump
+
+    previous = getattr(_pump._local, "pump", None)
+    fresh = _pump.NotifierPump() if request.param == "notifier" else _pump.EpollPump()
+    _pump._local.pump = fresh
+    yield request.param
+    _pump._local.pump = previous

@@ -50,3 +50,45 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class Watchdog:
+    """A QTimer in the component's thread that records the longest gap between its ticks.
+
+    How "the GUI does not freeze" is asserted: start it, run the scenario, then
+    ``assert dog.longest_ms < 100``. A tick that comes late means the thread was busy (or blocked)
+    for that long. ``ticks`` counts the ticks seen, so a test can also check that the loop ran.
+    """
+
+    def __init__(self, interval_ms: int = 5) -> None:
+        import time
+
+        from PySide6.QtCore import Qt, QTimer
+
+        self._clock = time.monotonic
+        self._timer = QTimer()
+        self._timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self._timer.setInterval(interval_ms)
+        self._timer.timeout.connect(self._tick)
+        self._last = 0.0
+        self.longest_ms = 0.0
+        self.ticks = 0
+
+    def start(self) -> "Watchdog":
+        self._last = self._clock()
+        self.longest_ms = 0.0
+        self.ticks = 0
+        self._timer.start()
+        return self
+
+    def stop(self) -> float:
+        """Stop ticking; returns the longest gap (ms), including the one up to now."""
+        self._tick()
+        self._timer.stop()
+        return self.longest_ms
+
+    def _tick(self) -> None:
+        now = self._clock()
+        self.longest_ms = max(self.longest_ms, (now - self._last) * 1000)
+        self._last = now
+        self.ticks += 1
