@@ -32,12 +32,12 @@ from typing import TYPE_CHECKING, Optional
 
 from PySide6.QtCore import QObject, Qt, QTimer
 
-from ._pump import READ
 
 if TYPE_CHECKING:
-    from .winsock import CustomWinSocket
+    from ._transport import Transport
 
-__all__ = ["BATCH_AFTER", "RECEIVE_BATCH", "SUPPORTED", "TICK_MS", "start"]
+__all__ = ["BATCH_AFTER", "RECEIVE_BATCH", "SUPPORTED", "TICK_MS", "Batcher", "start", "stop",
+           "replied"]
 
 #: Whether this platform honours SO_RCVLOWAT in poll/epoll and wakes when it is lowered.
 SUPPORTED = sys.platform.startswith("linux") and hasattr(socket, "SO_RCVLOWAT")
@@ -51,87 +51,104 @@ BATCH_AFTER_MAX = 1 << 20
 TICK_MS = 1
 
 
-def start(sock: "CustomWinSocket") -> None:
-    """Start batching reads on ``sock`` (non-blocking, plain TCP, in its pump's thread)."""
-    os_sock = sock._sock
-    batch = sock.receive_batch
-    if os_sock is None or sock._pump is None or batch <= 1:
+class Batcher:
+    """One connection's batching state: the streak of big reads, whether it batches now,
+    whether a read came since the last tick, and the streak it needs (grows with back-off)."""
+
+    __slots__ = ("streak", "active", "seen", "after")
+
+    def __init__(self) -> None:
+        self.streak = 0
+        self.active = False
+        self.seen = False
+        self.after = BATCH_AFTER if SUPPORTED else 0
+
+
+def start(transport: "Transport") -> None:
+    """Start batching reads (non-blocking plain TCP, in the pump's thread)."""
+    batch = transport.batch
+    protocol = transport.protocol
+    size = protocol.receive_batch if protocol is not None else 0
+    pump = transport.pump
+    if pump is None or size <= 1:
         return
-    if sock._blocking or sock._tls is not None:  # blocking reads would wait for the mark
-        sock._batch_after = BATCH_AFTER_MAX
+    if transport.tls or transport.served_by_worker:  # their reads would wait for the mark
+        batch.after = BATCH_AFTER_MAX
         return
     try:
-        os_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, batch)
+        transport.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, size)
     except OSError:
-        sock._batch_after = BATCH_AFTER_MAX  # not a TCP socket after all: never again
+        batch.after = BATCH_AFTER_MAX  # not a TCP socket after all: never again
         return
-    sock._batching = True
-    sock._batch_seen = True
-    pump = sock._pump
+    batch.active = True
+    batch.seen = True
     watch: Optional[_Watch] = pump.batch_watch
     if watch is None:
         watch = pump.batch_watch = _Watch(pump)
-    watch.add(sock)
+    watch.add(transport)
 
 
-def stop(sock: "CustomWinSocket") -> int:
+def stop(transport: "Transport") -> int:
     """Wake on every byte again; returns the bytes the kernel holds (0 when unknown)."""
-    sock._batching = False
-    sock._streak = 0
-    os_sock = sock._sock
-    if os_sock is None:
+    batch = transport.batch
+    batch.active = False
+    batch.streak = 0
+    if transport.closed:
         return 0
+    sock = transport.sock
     try:
-        os_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 1)
         pending = bytearray(4)
-        fcntl.ioctl(os_sock.fileno(), termios.FIONREAD, pending)
+        fcntl.ioctl(sock.fileno(), termios.FIONREAD, pending)
     except OSError:
         return 0
     return int.from_bytes(pending, sys.byteorder)
 
 
-def replied(sock: "CustomWinSocket") -> None:
+def replied(transport: "Transport") -> None:
     """The application sent while batching: the peer may be waiting for that answer before
     it sends more (stop-and-wait with big messages), so stop, and be slower to batch again."""
-    stop(sock)
-    _back_off(sock)
+    stop(transport)
+    _back_off(transport)
 
 
-def _back_off(sock: "CustomWinSocket") -> None:
+def _back_off(transport: "Transport") -> None:
     """Need a four times longer streak before batching this connection again."""
-    sock._batch_after = min(sock._batch_after * 4, BATCH_AFTER_MAX)
+    batch = transport.batch
+    batch.after = min(batch.after * 4, BATCH_AFTER_MAX)
 
 
 class _Watch:
-    """The batching sockets of one pump (one thread), and the timer that notices pauses."""
+    """The batching connections of one pump (one thread), and the timer that notices pauses."""
 
     def __init__(self, parent: QObject) -> None:
-        self.sockets: list[CustomWinSocket] = []
+        self.transports: list[Transport] = []
         self.timer = QTimer(parent)
         self.timer.setTimerType(Qt.TimerType.PreciseTimer)
         self.timer.setInterval(TICK_MS)
         self.timer.timeout.connect(self.tick)
 
-    def add(self, sock: "CustomWinSocket") -> None:
-        if sock not in self.sockets:  # closed, reopened and batching again within one tick
-            self.sockets.append(sock)
+    def add(self, transport: "Transport") -> None:
+        if transport not in self.transports:
+            self.transports.append(transport)
         if not self.timer.isActive():
             self.timer.start()
 
     def tick(self) -> None:
         keep = []
-        for sock in self.sockets:
-            if not sock._batching or sock._sock is None:
+        for transport in self.transports:
+            batch = transport.batch
+            if not batch.active or transport.closed:
                 continue  # closed or reset meanwhile
-            if sock._batch_seen:
-                sock._batch_seen = False
-                keep.append(sock)
+            if batch.seen:
+                batch.seen = False
+                keep.append(transport)
                 continue
-            if not sock._mask & READ:  # the application stopped reading (buffer full, SD_RECEIVE)
-                stop(sock)
+            if not transport.reading:  # the application stopped reading (full, SD_RECEIVE)
+                stop(transport)
                 continue
-            if stop(sock):  # a tail was held back: be slower to batch on this connection
-                _back_off(sock)
-        self.sockets = keep
+            if stop(transport):  # a tail was held back: be slower to batch on this connection
+                _back_off(transport)
+        self.transports = keep
         if not keep:
             self.timer.stop()

@@ -1,8 +1,9 @@
-"""IdleTimeout: close connections that saw no traffic for too long (ICS's TimeoutIdle).
+"""Connection deadlines: IdleTimeout (ICS's TimeoutIdle) and the TLS HandshakeTimeout.
 
 One single-shot QTimer per component, set for the earliest deadline among its connections;
-sockets only stamp ``last_activity`` on traffic, so the per-event cost is one clock read and a
-10,000-connection server does not need 10,000 timers.
+sockets only stamp their last traffic, so the per-event cost is one clock read and a
+10,000-connection server does not need 10,000 timers. A connection that is still handshaking
+counts: a client that connects and never speaks TLS is closed like an idle one.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ __all__ = ["IdleWatch"]
 
 
 class IdleWatch:
-    """Watches the sockets ``sockets()`` returns; each uses its own ``IdleTimeout`` (ms)."""
+    """Watches the sockets ``sockets()`` returns, each with its own deadlines."""
 
     def __init__(self, owner: QObject, sockets: Callable[[], Iterable[CustomWinSocket]]) -> None:
         self._sockets = sockets
@@ -33,21 +34,20 @@ class IdleWatch:
         self._timer.stop()
 
     def _schedule(self) -> None:
-        now = time.monotonic()
         soonest = None
         for sock in self._sockets():
-            if sock.IdleTimeout > 0 and sock.Connected:
-                due = sock.last_activity + sock.IdleTimeout / 1000 - now
-                soonest = due if soonest is None else min(soonest, due)
+            due = sock.deadline()
+            if due is not None and (soonest is None or due < soonest):
+                soonest = due
         if soonest is None:
             self._timer.stop()
         else:
-            self._timer.start(max(int(soonest * 1000) + 1, 1))
+            self._timer.start(max(int((soonest - time.monotonic()) * 1000) + 1, 1))
 
     def _check(self) -> None:
         now = time.monotonic()
         for sock in list(self._sockets()):
-            if (sock.IdleTimeout > 0 and sock.Connected
-                    and now - sock.last_activity >= sock.IdleTimeout / 1000):
-                sock._idle_expired()
+            due = sock.deadline()
+            if due is not None and due <= now:
+                sock.deadline_passed()
         self._schedule()

@@ -10,8 +10,12 @@ no more than an epoll registration. Elsewhere a fallback uses one ``QSocketNotif
 direction per socket. Both expose the same interface:
 
 * ``register(fd, handler, mask)`` / ``modify(fd, mask)`` / ``unregister(fd)`` where ``mask`` is a
-  combination of :data:`READ` and :data:`WRITE`, and ``handler(events)`` receives the ready bits
-  (an error or hang-up is reported as both, so the next ``recv``/``send`` tells what happened);
+  combination of :data:`READ`, :data:`WRITE` and :data:`ERRORS`, and ``handler(events)``
+  receives the ready bits. :data:`ERRORS` asks for errors and hang-ups even while neither
+  direction is watched (an error the kernel reports while the application is not reading must
+  still end the connection at once); an error or hang-up is reported as the ``ERRORS`` bit,
+  with ``READ`` too when reading is watched, so the next ``recv`` tells what happened. A mask
+  of 0 watches nothing at all;
 * ``call_soon(fn, *args)`` runs ``fn`` on a later turn of this thread's event loop, never
   re-entrantly inside the caller; ``call_soon_threadsafe`` does the same from any thread.
 
@@ -31,11 +35,13 @@ from PySide6.QtCore import QCoreApplication, QObject, QSocketNotifier
 
 from .errors import HandleException
 
-__all__ = ["DIRECT_SLOTS", "Pump", "READ", "WRITE", "current_pump"]
+__all__ = ["DIRECT_SLOTS", "Pump", "READ", "WRITE", "ERRORS", "current_pump"]
 
-READ = 0x001   # == select.EPOLLIN
-WRITE = 0x004  # == select.EPOLLOUT
+READ = 0x001    # == select.EPOLLIN
+WRITE = 0x004   # == select.EPOLLOUT
+ERRORS = 0x008  # == select.EPOLLERR: watch for (and report) an error or a hang-up
 _ERR_BITS = 0x008 | 0x010  # EPOLLERR | EPOLLHUP
+_IO_BITS = READ | WRITE
 
 DIRECT_SLOTS = 32  # sockets per thread with notifiers of their own before the epoll takes over
 
@@ -77,6 +83,10 @@ class Pump(QObject):
         raise NotImplementedError
 
     def modify(self, fd: int, mask: int) -> None:
+        raise NotImplementedError
+
+    def set_handler(self, fd: int, handler: Handler) -> None:
+        """Call ``handler`` for ``fd`` from now on (the mask stays)."""
         raise NotImplementedError
 
     def unregister(self, fd: int) -> None:
@@ -123,7 +133,8 @@ class _DirectWatch:
     an epoll registration does; creating and connecting a new one costs ten times more.
     """
 
-    __slots__ = ("pump", "fd", "handler", "mask", "reader", "writer", "writer_fd")
+    __slots__ = ("pump", "fd", "handler", "mask", "reader", "writer", "writer_fd", "errors",
+                 "errors_fd")
 
     def __init__(self, pump: "EpollPump") -> None:
         self.pump = pump
@@ -134,6 +145,8 @@ class _DirectWatch:
         self.reader.activated.connect(self._on_read)  # no parameters: see EpollPump._dispatch
         self.writer: Optional[QSocketNotifier] = None
         self.writer_fd = -1
+        self.errors: Optional[QSocketNotifier] = None
+        self.errors_fd = -1
 
     def attach(self, fd: int, handler: Handler, mask: int) -> None:
         self.fd, self.handler, self.mask = fd, handler, 0
@@ -141,7 +154,8 @@ class _DirectWatch:
         self.set_mask(mask)
 
     def set_mask(self, mask: int) -> None:
-        changed = mask ^ self.mask
+        before = self.mask
+        changed = mask ^ before
         self.mask = mask
         if changed & READ:
             self.reader.setEnabled(bool(mask & READ))
@@ -154,6 +168,19 @@ class _DirectWatch:
                 writer.setSocket(self.fd)
                 self.writer_fd = self.fd
             writer.setEnabled(bool(mask & WRITE))
+        # errors while reading is off: an Exception notifier reports ERR and HUP (both Qt
+        # dispatchers, measured), which the read notifier would otherwise have reported
+        watch_errors = mask & ERRORS and not mask & READ
+        if watch_errors != (before & ERRORS and not before & READ):
+            notifier = self.errors
+            if notifier is None:
+                notifier = self.errors = QSocketNotifier(QSocketNotifier.Type.Exception,
+                                                         self.pump)
+                notifier.activated.connect(self._on_error)
+            if self.errors_fd != self.fd:
+                notifier.setSocket(self.fd)
+                self.errors_fd = self.fd
+            notifier.setEnabled(bool(watch_errors))
 
     def release(self) -> None:
         self.set_mask(0)
@@ -165,6 +192,9 @@ class _DirectWatch:
 
     def _on_write(self) -> None:
         self._fire(WRITE)
+
+    def _on_error(self) -> None:
+        self._fire(ERRORS)
 
     def _fire(self, events: int) -> None:
         handler = self.handler
@@ -208,16 +238,33 @@ class EpollPump(Pump):
             return
         self._handlers[fd] = handler
         self._masks[fd] = mask
-        self._epoll.register(fd, mask)
+        if mask:
+            self._epoll.register(fd, mask & _IO_BITS)
 
     def modify(self, fd: int, mask: int) -> None:
         watch = self._direct.get(fd)
         if watch is not None:
             if watch.mask != mask:
                 watch.set_mask(mask)
-        elif self._masks.get(fd) != mask:
-            self._masks[fd] = mask
-            self._epoll.modify(fd, mask)
+            return
+        old = self._masks.get(fd)
+        if old is None or old == mask:
+            return
+        self._masks[fd] = mask
+        # epoll always reports ERR and HUP: a mask of 0 (not even errors) leaves the set
+        if not mask:
+            self._epoll.unregister(fd)
+        elif not old:
+            self._epoll.register(fd, mask & _IO_BITS)
+        else:
+            self._epoll.modify(fd, mask & _IO_BITS)
+
+    def set_handler(self, fd: int, handler: Handler) -> None:
+        watch = self._direct.get(fd)
+        if watch is not None:
+            watch.handler = handler
+        elif fd in self._handlers:
+            self._handlers[fd] = handler
 
     def unregister(self, fd: int) -> None:
         watch = self._direct.pop(fd, None)
@@ -225,11 +272,11 @@ class EpollPump(Pump):
             watch.release()
             self._spare.append(watch)
         elif self._handlers.pop(fd, None) is not None:
-            del self._masks[fd]
-            try:
-                self._epoll.unregister(fd)
-            except OSError:
-                pass  # already closed: the kernel dropped it from the set
+            if self._masks.pop(fd):
+                try:
+                    self._epoll.unregister(fd)
+                except OSError:
+                    pass  # already closed: the kernel dropped it from the set
 
     def _wake(self) -> None:
         os.eventfd_write(self._wakefd, 1)
@@ -250,7 +297,7 @@ class EpollPump(Pump):
             if handler is None:
                 continue
             if events & _ERR_BITS:
-                events |= READ | WRITE
+                events = (events & _IO_BITS) | ERRORS
             try:
                 handler(events)
             except BaseException as exc:
@@ -264,7 +311,8 @@ class NotifierPump(Pump):
 
     def __init__(self) -> None:
         super().__init__()
-        self._entries: dict[int, tuple[Handler, QSocketNotifier, QSocketNotifier]] = {}
+        self._entries: dict[int, tuple[Handler, QSocketNotifier, QSocketNotifier,
+                                       QSocketNotifier]] = {}
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -275,17 +323,28 @@ class NotifierPump(Pump):
     def register(self, fd: int, handler: Handler, mask: int) -> None:
         rn = QSocketNotifier(fd, QSocketNotifier.Type.Read, self)
         wn = QSocketNotifier(fd, QSocketNotifier.Type.Write, self)
+        en = QSocketNotifier(fd, QSocketNotifier.Type.Exception, self)
         rn.activated.connect(lambda: self._fire(fd, READ))  # no parameters: see _dispatch
         wn.activated.connect(lambda: self._fire(fd, WRITE))
-        self._entries[fd] = (handler, rn, wn)
+        en.activated.connect(lambda: self._fire(fd, ERRORS))
+        self._entries[fd] = (handler, rn, wn, en)
+        self._apply(rn, wn, en, mask)
+
+    @staticmethod
+    def _apply(rn: QSocketNotifier, wn: QSocketNotifier, en: QSocketNotifier, mask: int) -> None:
         rn.setEnabled(bool(mask & READ))
         wn.setEnabled(bool(mask & WRITE))
+        en.setEnabled(bool(mask & ERRORS and not mask & READ))
 
     def modify(self, fd: int, mask: int) -> None:
         entry = self._entries.get(fd)
         if entry is not None:
-            entry[1].setEnabled(bool(mask & READ))
-            entry[2].setEnabled(bool(mask & WRITE))
+            self._apply(entry[1], entry[2], entry[3], mask)
+
+    def set_handler(self, fd: int, handler: Handler) -> None:
+        entry = self._entries.get(fd)
+        if entry is not None:
+            self._entries[fd] = (handler, *entry[1:])
 
     def unregister(self, fd: int) -> None:
         entry = self._entries.pop(fd, None)

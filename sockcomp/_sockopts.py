@@ -12,43 +12,27 @@ from __future__ import annotations
 
 import socket
 import sys
-from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["KeepAliveSettings", "apply_keepalive"]
-
-
-@dataclass
-class KeepAliveSettings:
-    """What a component's KeepAlive* properties say."""
-
-    enabled: bool = False
-    time_ms: int = 30_000
-    interval_ms: int = 5_000
-    count: int = 4
-
-    def detection_ms(self) -> int:
-        """Longest time from the last traffic until a dead peer is reported."""
-        return self.time_ms + self.count * self.interval_ms
+__all__ = ["apply_keepalive"]
 
 
-def _seconds(ms: int) -> int:
-    return max(1, (ms + 999) // 1000)
-
-
-def apply_keepalive(sock: socket.socket, settings: KeepAliveSettings) -> None:
-    """Switch keepalive on (with the given timing) or off for ``sock``."""
-    if not settings.enabled:
+def apply_keepalive(sock: socket.socket, settings: Any) -> None:
+    """Switch keepalive on (with the timing of ``settings``: KeepAlive, KeepAliveTime,
+    KeepAliveInterval, KeepAliveCount, already rounded to what the platform takes) or off."""
+    if not settings.KeepAlive:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 0)
         return
     if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
         sock.ioctl(socket.SIO_KEEPALIVE_VALS,  # type: ignore[attr-defined]
-                   (1, settings.time_ms, settings.interval_ms))
+                   (1, settings.KeepAliveTime, settings.KeepAliveInterval))
         return
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
     idle_option = getattr(socket, "TCP_KEEPIDLE", None) or getattr(socket, "TCP_KEEPALIVE", None)
     if idle_option is not None:
-        sock.setsockopt(socket.IPPROTO_TCP, idle_option, _seconds(settings.time_ms))
+        sock.setsockopt(socket.IPPROTO_TCP, idle_option, settings.KeepAliveTime // 1000)
     if hasattr(socket, "TCP_KEEPINTVL"):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, _seconds(settings.interval_ms))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL,
+                        settings.KeepAliveInterval // 1000)
     if hasattr(socket, "TCP_KEEPCNT"):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, max(1, settings.count))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, settings.KeepAliveCount)

@@ -69,8 +69,10 @@ LimitOverrunError = asyncio.LimitOverrunError
 
 WSAENOTCONN = 10057
 
-#: Attribute by which a component keeps its aio wrapper alive while the socket is open.
-_KEEPALIVE = "_sockcomp_aio"
+#: Connections and servers that are open: kept alive here, as asyncio's selector keeps an open
+#: transport (and through its futures the waiting tasks) alive. Components do not keep
+#: themselves alive (dropping the last reference to one closes it), so this layer does.
+_OPEN: set[Any] = set()
 
 _API = {
     ErrorEvent.eeGeneral: "", ErrorEvent.eeSend: "send", ErrorEvent.eeReceive: "recv",
@@ -213,9 +215,7 @@ class AsyncSocket:
         if sock.ReceiveLength():
             self._buf += sock.ReceiveBytes()
         self._closed = self._eof = True
-        comp = self._component
-        if getattr(comp, _KEEPALIVE, None) is self:
-            delattr(comp, _KEEPALIVE)
+        _OPEN.discard(self)
         exc = self._exc
         waiter = self._connect_waiter
         if waiter is not None and not waiter.done():
@@ -570,12 +570,12 @@ async def open_connection(host: Optional[str] = None, port: int = 0, *,
         setup(comp)
     conn = AsyncSocket(comp, comp.Socket, limit, write_high_water)
     waiter = conn._connect_waiter = loop.create_future()
-    # While the socket is open the component must keep the AsyncSocket (and through its
-    # futures the waiting tasks) alive, as asyncio's selector keeps a transport alive: a
-    # fire-and-forget task (qasync's @asyncSlot keeps no reference) would otherwise be garbage
-    # collected mid-connect. Slots are bound methods, which PySide6 holds weakly; the strong
-    # reference is this attribute, dropped on OnDisconnect so nothing leaks after close.
-    setattr(comp, _KEEPALIVE, conn)
+    # While the socket is open the AsyncSocket (and through its futures the waiting tasks)
+    # must stay alive, as asyncio's selector keeps a transport alive: a fire-and-forget task
+    # (qasync's @asyncSlot keeps no reference) would otherwise be garbage collected
+    # mid-connect. Slots are bound methods, which PySide6 holds weakly; the strong reference
+    # is _OPEN, dropped on OnDisconnect so nothing leaks after close.
+    _OPEN.add(conn)
     comp.OnConnect.connect(conn._slot_connect)
     comp.OnRead.connect(conn._slot_read)
     comp.OnWrite.connect(conn._slot_write)
@@ -621,7 +621,7 @@ class AsyncServer:
         self._closed = False
         self._closed_waiters: deque[asyncio.Future[None]] = deque()
         self._loop = asyncio.get_running_loop()
-        setattr(component, _KEEPALIVE, self)  # alive while listening (see open_connection)
+        _OPEN.add(self)  # alive while listening (see open_connection)
         component.OnClientConnect.connect(self._on_client_connect)
         component.OnClientRead.connect(self._on_client_read)
         component.OnClientWrite.connect(self._on_client_write)
@@ -735,8 +735,7 @@ class AsyncServer:
             return
         self._closed = True
         self._component.Close()
-        if getattr(self._component, _KEEPALIVE, None) is self:
-            delattr(self._component, _KEEPALIVE)
+        _OPEN.discard(self)
         self._backlog.clear()
         AsyncSocket._wake_all(self._accept_waiters)
         AsyncSocket._wake_all(self._closed_waiters)

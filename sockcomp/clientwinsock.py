@@ -3,32 +3,31 @@
 Non-blocking: a host name is looked up off the component's thread, every address it resolves to
 is tried in turn (so 'localhost' works whether the server listens on ::1 or 127.0.0.1), and the
 connection completes from the event loop. Blocking (``ctBlocking``): the same steps run inside
-``Open``. Either way a failure is OnError then OnDisconnect, never a half-open socket.
+``Open``, bounded by ``ConnectTimeout`` (or :data:`BLOCKING_CONNECT_TIMEOUT_MS`). Either way a
+failure is OnError then OnDisconnect, never a half-open socket, and never OnConnect after it
+(the life cycle forbids it, whatever a handler did to ``ErrorCode``).
 """
 from __future__ import annotations
 
 import errno
+import os
 import socket
 from typing import Any, Optional, Union
 
-from ._pump import WRITE, current_pump
+from ._lifecycle import Input, Phase
+from ._pump import current_pump
 from ._resolve import AddrInfo, Lookup, lookup_async, lookup_numeric
-from .enums import (
-    ClientType,
-    LookupState,
-    SocketState,
-    eeConnect,
-    eeLookup,
-    seConnect,
-    seConnecting,
-    seLookup,
-)
+from ._waits import Deadline
+from .enums import ClientType, LookupState, eeConnect, eeLookup, seLookup
 from .errors import WSAENOADDRESS, ESocketError, HandleException, wsa_code
 from .winsock import CustomWinSocket
 
-__all__ = ["ClientWinSocket"]
+__all__ = ["ClientWinSocket", "BLOCKING_CONNECT_TIMEOUT_MS"]
 
 _CONNECT_PENDING = {errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EAGAIN, errno.EALREADY}
+#: What bounds a ctBlocking connect (and its TLS handshake) when ConnectTimeout is 0 (ms).
+BLOCKING_CONNECT_TIMEOUT_MS = 30_000
+_OPENING = (Phase.LOOKUP, Phase.CONNECTING, Phase.HANDSHAKING)
 
 
 class ClientWinSocket(CustomWinSocket):
@@ -41,9 +40,10 @@ class ClientWinSocket(CustomWinSocket):
         self._lookup_state = LookupState.lsIdle
         self._addresses: list[AddrInfo] = []
         self._connect_error: Optional[OSError] = None
-        self._attempt: object = None
+        self._deadline = Deadline(None)
         self._connect_timer: Any = None  # a QTimer owned by the pump, made on first use
-        #: Milliseconds allowed from Open to OnConnect (0: the OS default). Beyond the VCL.
+        #: Milliseconds allowed from Open to OnConnect (lookup, connect and TLS handshake);
+        #: 0: the OS default (non-blocking) or BLOCKING_CONNECT_TIMEOUT_MS (blocking).
         self.ConnectTimeout = 0
         #: While True (AutoReconnect between connections), SendBuf keeps what it is given for
         #: the next connection instead of refusing it.
@@ -63,37 +63,55 @@ class ClientWinSocket(CustomWinSocket):
                 raise ESocketError("Can't change value while socket is active")
             self._client_type = value
 
+    def configure_tls(self, context: Any, hostname: Optional[str]) -> None:
+        """TLS for the next Open (``context`` None: plain TCP); ``hostname`` is sent as SNI
+        and checked against the certificate."""
+        self._tls_context = context
+        self._tls_server_side = False
+        self._tls_hostname = hostname
+
     @property
     def LookupState(self) -> LookupState:
         """Progress of the asynchronous host lookup."""
         return self._lookup_state
+
+    def _current(self, generation: int, *phases: Phase) -> bool:
+        """Is this still the attempt numbered ``generation``, in one of ``phases``?"""
+        life = self._life
+        return life.generation == generation and life.phase in phases
 
     def Open(self, Host: str, Address: str, Service: str, Port: int,
              Block: Optional[bool] = None) -> None:
         """Connect: Host (looked up off-thread) beats Address; Service beats Port.
 
         Non-blocking: OnLookup fires now; with a numeric Address OnConnecting too, and the rest
-        follows from the event loop. A missing address, or a bad numeric address or service, is
-        reported at once (OnError(eeLookup), OnDisconnect) and raised unless the handler set
-        ``ErrorCode.value = 0``.
+        follows from the event loop. A missing address, or a bad numeric address or service,
+        is reported at once (OnError(eeLookup), OnDisconnect) and raised unless the handler set
+        ``ErrorCode.value = 0``. Blocking: returns connected, or raises after OnError and
+        OnDisconnect; with the error suppressed by a handler it returns, not connected.
         """
-        if self._state != SocketState.ssClosed:
-            raise ESocketError("Socket already open")
-        if Block is not None and Block != (self._client_type == ClientType.ctBlocking):
-            self._client_type = ClientType.ctBlocking if Block else ClientType.ctNonBlocking
-        self._blocking = self._client_type == ClientType.ctBlocking
-        if self._pump is None and not self._blocking:
-            self._pump = current_pump()
-        self._state = SocketState.ssLookup
-        attempt = self._attempt = object()
-        if self.ConnectTimeout > 0 and not self._blocking:
-            self._start_connect_timer(attempt)
+        with self._mutex:
+            if not self._life.allows(Input.OPEN):
+                raise ESocketError("Socket already open")
+            if Block is not None:
+                self._client_type = ClientType.ctBlocking if Block else ClientType.ctNonBlocking
+            blocking = self._blocking = self._client_type == ClientType.ctBlocking
+            self._notify_io = not blocking
+            if self._pump is None and not blocking:
+                self._pump = current_pump()
+            self._life.step(Input.OPEN)
+            generation = self._life.generation
+        timeout = self.ConnectTimeout
+        if blocking:
+            self._deadline = Deadline(timeout or BLOCKING_CONNECT_TIMEOUT_MS)
+        elif timeout > 0:
+            self._start_connect_timer(timeout)
         self._fire(seLookup)
-        if self._state != SocketState.ssLookup:
+        if not self._current(generation, Phase.LOOKUP):
             return  # closed from OnLookup
         port: Union[int, str] = Service if Service else Port
         if Host:
-            if self._blocking:
+            if blocking:
                 self._lookup_blocking(Host, port)
                 return
             self._lookup_state = LookupState.lsLookupAddress
@@ -120,29 +138,31 @@ class ClientWinSocket(CustomWinSocket):
             return
         self._connect(infos)
 
-    def _start_connect_timer(self, attempt: object) -> None:
-        """One QTimer per socket, stopped once the attempt ends (never a timer that outlives it)."""
+    def _start_connect_timer(self, timeout_ms: int) -> None:
+        """One QTimer per socket, stopped once the attempt ends (never one that outlives it)."""
         if self._connect_timer is None:
             from PySide6.QtCore import QTimer
             self._connect_timer = QTimer(self._pump)
             self._connect_timer.setSingleShot(True)
-            self._connect_timer.timeout.connect(lambda: self._connect_timed_out(self._attempt))
-        self._connect_timer.start(int(self.ConnectTimeout))
+            self._connect_timer.timeout.connect(self._connect_timed_out)
+        self._connect_timer.start(int(timeout_ms))
 
     def _stop_connect_timer(self) -> None:
         if self._connect_timer is not None:
             self._connect_timer.stop()
 
-    def _connect_timed_out(self, attempt: object) -> None:
-        if attempt is self._attempt and self._state in (SocketState.ssLookup,
-                                                        SocketState.ssConnecting):
+    def _connect_timed_out(self) -> None:
+        phase = self._life.phase
+        if phase in _OPENING:
             self._addresses = []
-            self._fail(eeConnect, TimeoutError(errno.ETIMEDOUT, "Connection timed out"), "connect")
+            api = "SSL_do_handshake" if phase is Phase.HANDSHAKING else "connect"
+            self._fail(eeConnect, TimeoutError(errno.ETIMEDOUT, os.strerror(errno.ETIMEDOUT)),
+                       api)
 
     def _lookup_done(self, infos: Optional[list[AddrInfo]], error: Optional[OSError]) -> None:
         self._lookup = None
         self._lookup_state = LookupState.lsIdle
-        if self._state != SocketState.ssLookup:
+        if self._life.phase is not Phase.LOOKUP:
             return
         if error is not None or not infos:
             self._lookup_failed(error, "ASync Lookup", synchronous=False)
@@ -150,11 +170,15 @@ class ClientWinSocket(CustomWinSocket):
         self._connect(infos)
 
     def _lookup_failed(self, exc: Optional[BaseException], api: str, synchronous: bool) -> None:
+        with self._mutex:
+            if not self._life.live:
+                return
+            self._life.step(Input.FAIL)
         code = wsa_code(exc) if exc is not None else WSAENOADDRESS
         self.LastError = (ESocketError.from_os_error(exc, api) if exc is not None else
                           ESocketError("No address specified", WSAENOADDRESS))
         left = self._report_error(eeLookup, code, str(self.LastError))
-        self._disconnect(graceful=False)
+        self._end(graceful=False)
         if not left:
             return
         if exc is None:
@@ -166,22 +190,29 @@ class ClientWinSocket(CustomWinSocket):
         HandleException(err)
 
     def _cancel_pending(self) -> None:
-        self._attempt = None
         self._stop_connect_timer()
+        self._addresses = []
         if self._lookup is not None:
             self._lookup.cancel()
             self._lookup = None
             self._lookup_state = LookupState.lsIdle
 
+    def _handshake_budget(self, timeout: int) -> Optional[float]:
+        """ConnectTimeout covers the handshake too: whichever ends first."""
+        left = self._deadline.remaining_ms()
+        if not timeout:
+            return left
+        return timeout if left is None else min(timeout, left)
+
     # -- connecting ------------------------------------------------------------------------
     def _connect(self, infos: list[AddrInfo]) -> None:
         self._addresses = list(infos)
         self._connect_error = None
-        self._state = SocketState.ssConnecting
-        self._try_next_address(first=True)
+        self._try_next_address()
 
-    def _try_next_address(self, first: bool = False) -> None:
-        while self._addresses and self._state == SocketState.ssConnecting:
+    def _try_next_address(self) -> None:
+        generation = self._life.generation
+        while self._addresses and self._current(generation, Phase.LOOKUP, Phase.CONNECTING):
             family, type_, proto, _, sockaddr = self._addresses.pop(0)
             try:
                 sock = socket.socket(family, type_, proto)
@@ -189,105 +220,93 @@ class ClientWinSocket(CustomWinSocket):
                 self._connect_error = exc
                 continue
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._sock = sock
-            self._apply_options()
-            if first:
-                first = False
-                self._fire(seConnecting)
-                if self._state != SocketState.ssConnecting or self._sock is not sock:
+            transport = self._open_transport(sock)
+            with self._mutex:
+                event = self._life.step(Input.RESOLVED)
+            if event is not None:
+                self._fire(event)  # OnConnecting, for the first address only
+                if not self._current(generation, Phase.CONNECTING) or \
+                        self._transport is not transport:
                     return  # closed from OnConnecting
             if self._blocking:
-                if self._connect_blocking(sock, sockaddr):
+                err = transport.connect_wait(sockaddr, self._deadline)
+                if err == 0:
+                    self._tcp_up()
                     return
-                continue
-            sock.setblocking(False)
-            err = sock.connect_ex(sockaddr)
-            if err == 0 or err in _CONNECT_PENDING:
-                self._attach(WRITE)
-                return
-            self._connect_error = OSError(err, errno.errorcode.get(err, str(err)))
-            self._sock = None
-            sock.close()
-        if self._state == SocketState.ssConnecting:
+            else:
+                err = sock.connect_ex(sockaddr)
+                if err == 0 or err in _CONNECT_PENDING:
+                    transport.watch_connect()  # connect_done() follows
+                    return
+            self._drop_attempt()
+            self._connect_error = OSError(err, os.strerror(err))
+            if err == errno.ETIMEDOUT and self._blocking and self._deadline.expired:
+                self._addresses = []
+        if self._current(generation, Phase.LOOKUP, Phase.CONNECTING):
             error = self._connect_error or OSError(errno.ECONNREFUSED, "Connection refused")
             if self._blocking:
                 self._fail(eeConnect, error, "connect", raise_=True)
             else:
                 assert self._pump is not None
-                self._pump.call_soon(self._connect_failed_later, error)
+                self._pump.call_soon(self._connect_failed_later, generation, error)
 
-    def _connect_blocking(self, sock: socket.socket, sockaddr: Any) -> bool:
-        """Blocking connect (honouring ConnectTimeout); True once connected and OnConnect fired."""
-        sock.settimeout(self.ConnectTimeout / 1000 if self.ConnectTimeout > 0 else None)
-        try:
-            sock.connect(sockaddr)
-        except OSError as exc:
-            self._sock = None
-            sock.close()
-            self._connect_error = exc
-            return False
-        self._addresses = []
-        self._state = SocketState.ssConnected
-        if self._tls is not None:
-            self._start_tls()  # raises (after OnError, OnDisconnect) when the handshake fails
-        if self._sock is not None:
-            self._sock.settimeout(None)
-        self._fire(seConnect)
-        return True
+    def _drop_attempt(self) -> None:
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.release(graceful=False)
 
-    def _connect_failed_later(self, error: OSError) -> None:
-        if self._state == SocketState.ssConnecting and self._sock is None:
+    def _connect_failed_later(self, generation: int, error: OSError) -> None:
+        if self._current(generation, Phase.LOOKUP, Phase.CONNECTING) and self._transport is None:
             self._fail(eeConnect, error, "connect")
 
-    def _send_while_closed(self, buf: Any, count: Optional[int]) -> int:
-        if not self.hold_while_closed or self._blocking:
-            return 0
-        view = memoryview(buf).cast("B")
-        data = bytes(view[:count] if count is not None else view)
-        self._outbox.append(data)
-        return len(data)
+    def connect_done(self, err: int) -> None:
+        """Transport: the non-blocking connect ended (0: connected, else the errno)."""
+        if self._life.phase is not Phase.CONNECTING:
+            return
+        if err:
+            self._drop_attempt()
+            self._connect_error = OSError(err, os.strerror(err))
+            if self._addresses:
+                self._try_next_address()
+            else:
+                self._fail(eeConnect, self._connect_error, "connect")
+            return
+        self._tcp_up()
 
-    def _connected(self) -> None:
-        self._attempt = None
+    def _tcp_up(self) -> None:
+        """TCP is connected: the TLS handshake next, or the connection is made."""
+        self._addresses = []
+        transport = self._transport
+        assert transport is not None
+        self._capture_addresses(transport.sock)
+        if self._tls_context is not None:
+            if not self._blocking and not self.ConnectTimeout and self.HandshakeTimeout:
+                self._start_connect_timer(self.HandshakeTimeout)
+            self._begin_tls()
+            return
+        self._established()
+
+    def _connection_made(self) -> None:
         self._stop_connect_timer()
-        super()._connected()
+
+    def _established(self) -> None:
+        super()._established()
+        if not self.Connected:
+            return
         outbox, self._outbox = self._outbox, []
         for data in outbox:  # what was sent while reconnecting, after OnConnect's own sends
             if self.SendBuf(data) <= 0:
                 break
+
+    def _send_while_closed(self, buf: Any, view: memoryview) -> int:
+        if not self.hold_while_closed or self._blocking:
+            return 0
+        data = bytes(view)
+        self._outbox.append(data)
+        return len(data)
 
     def DiscardOutbox(self) -> int:
         """Drop what was kept for the next connection; returns the bytes dropped."""
         dropped = sum(map(len, self._outbox))
         self._outbox = []
         return dropped
-
-    def _on_connect_ready(self) -> None:
-        sock = self._sock
-        assert sock is not None
-        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-        if err == 0:
-            try:
-                sock.getpeername()
-            except OSError as exc:
-                if exc.errno == errno.ENOTCONN:
-                    return  # spurious readiness: still connecting
-                err = exc.errno or errno.ECONNREFUSED
-        if err:
-            assert self._pump is not None
-            self._pump.unregister(sock.fileno())
-            self._sock = None
-            sock.close()
-            self._connect_error = OSError(err, errno.errorcode.get(err, str(err)))
-            if self._addresses:
-                self._try_next_address()
-            else:
-                self._fail(eeConnect, self._connect_error, "connect")
-            return
-        self._addresses = []
-        if self._tls is not None:
-            self._start_tls()
-            return
-        self._state = SocketState.ssConnected
-        self._update_interest()
-        self._connected()

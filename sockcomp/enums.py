@@ -67,9 +67,12 @@ class LookupState(IntEnum):
 class SocketState(IntEnum):
     """Life cycle of a socket object (beyond the VCL, after Qt's QAbstractSocket.SocketState).
 
-    ``ssHalfClosed`` means the peer has finished sending but the socket is kept open
-    (``AllowHalfClose``); ``ssClosing`` means the application closed it and the library is still
-    flushing bytes that were accepted before; ``ssHandshaking``: TCP is up, TLS is negotiating.
+    ``ssHandshaking``: TCP is up, TLS is negotiating. ``ssHalfClosed``: the peer has finished
+    sending and the socket is kept open (``AllowHalfClose``). ``ssSendShutdown``: this side has
+    finished sending (``Shutdown(SD_SEND)``) and still receives. ``ssClosing``: the connection is
+    ending: OnDisconnect is running (``Connected`` still True, sends still accepted), or bytes
+    accepted before are still being flushed (``Connected`` False). The transitions are those of
+    :mod:`sockcomp._lifecycle`.
     """
 
     ssClosed = 0
@@ -80,6 +83,7 @@ class SocketState(IntEnum):
     ssHalfClosed = 5
     ssClosing = 6
     ssHandshaking = 7
+    ssSendShutdown = 8
 
 
 ctNonBlocking = ClientType.ctNonBlocking

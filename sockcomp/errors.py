@@ -18,8 +18,8 @@ from typing import Callable, Optional
 __all__ = [
     "ESocketError", "SetExceptionHook", "HandleException", "wsa_code", "error_text",
     "WSAENOADDRESS", "WSAECONNREFUSED", "WSAECONNRESET", "WSAETIMEDOUT", "WSAHOST_NOT_FOUND",
-    "WSATYPE_NOT_FOUND", "WSAEADDRINUSE", "WSAESHUTDOWN", "TLS_HANDSHAKE_FAILED",
-    "TLS_CERTIFICATE_INVALID",
+    "WSATYPE_NOT_FOUND", "WSAEADDRINUSE", "WSAESHUTDOWN", "WSAEMFILE", "WSAENOBUFS",
+    "TLS_HANDSHAKE_FAILED", "TLS_CERTIFICATE_INVALID",
 ]
 
 #: ScktComp's private code for "No address specified".
@@ -29,6 +29,8 @@ WSAECONNRESET = 10054
 WSAETIMEDOUT = 10060
 WSAEADDRINUSE = 10048
 WSAESHUTDOWN = 10058
+WSAEMFILE = 10024
+WSAENOBUFS = 10055  # also: no thread could be started for a connection
 WSAHOST_NOT_FOUND = 11001
 WSATYPE_NOT_FOUND = 10109
 #: sockcomp's codes for TLS failures (Winsock has none; 10900+ is unused by WSA).
@@ -63,10 +65,22 @@ _GAI_TO_WSA = {
     if hasattr(socket, name)
 }
 
+# WSA code -> the first errno that maps to it, for the words of a code without an errno
+_WSA_TO_ERRNO: dict[int, int] = {}
+for _name, _code in _ERRNO_TO_WSA_NAMES.items():
+    if hasattr(_errno, _name):
+        _WSA_TO_ERRNO.setdefault(_code, getattr(_errno, _name))
+
 _SPECIAL_TEXT = {
     WSAENOADDRESS: "No address specified",
     WSATYPE_NOT_FOUND: "Service not found",
     WSAHOST_NOT_FOUND: "No such host is known",
+    11002: "Temporary failure in name resolution",
+    11003: "Non-recoverable failure in name resolution",
+    11004: "The name has no address of the requested type",
+    10101: "Connection closed in the middle of a message",
+    TLS_HANDSHAKE_FAILED: "TLS handshake failed",
+    TLS_CERTIFICATE_INVALID: "TLS certificate rejected",
 }
 
 
@@ -90,10 +104,16 @@ def wsa_code(exc: BaseException) -> int:
 
 
 def error_text(native_errno: Optional[int], code: int) -> str:
-    """Human text for an error: the platform's own words when an errno is known."""
+    """Human text for an error: the platform's own words for the errno, else for the errno
+    the WSA ``code`` stands for, else sockcomp's own words for its codes."""
     if native_errno is not None and native_errno > 0:
         return os.strerror(native_errno)
-    return _SPECIAL_TEXT.get(code, f"Socket error {code}")
+    if code in _SPECIAL_TEXT:
+        return _SPECIAL_TEXT[code]
+    mapped = _WSA_TO_ERRNO.get(code)
+    if mapped is not None:
+        return os.strerror(mapped)
+    return f"Unknown socket error {code}"
 
 
 def describe(exc: BaseException) -> str:

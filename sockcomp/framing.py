@@ -22,7 +22,7 @@ read, whatever the peer sends.
 from __future__ import annotations
 
 from enum import IntEnum
-from typing import Union
+from typing import Optional, Union
 
 __all__ = [
     "FramingMode", "FrameOverflow", "FrameError", "LineFramer", "PacketFramer", "Framer",
@@ -86,8 +86,49 @@ def pack_packet(payload: bytes) -> bytes:
     return len(payload).to_bytes(PACKET_HEADER, "big") + payload
 
 
-class LineFramer:
-    """Cuts lines ending with ``line_end`` out of a byte stream."""
+class _Framer:
+    """What both framers share: ``push`` bytes, ``pop`` one item at a time (so a socket can
+    deliver a bounded number per event-loop turn), ``finish`` at the end of the stream;
+    ``feed``/``eof`` do the same in one call and return every item."""
+
+    failed: bool
+
+    def push(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def pop(self) -> Optional[Item]:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        raise NotImplementedError
+
+    def feed(self, data: bytes) -> list[Item]:
+        """Push ``data``; every message (or error) it completed."""
+        self.push(data)
+        return self._drain()
+
+    def eof(self) -> list[Item]:
+        """End of stream: what it completes (a last unterminated line, or an error)."""
+        self.finish()
+        return self._drain()
+
+    def _drain(self) -> list[Item]:
+        out: list[Item] = []
+        while True:
+            item = self.pop()
+            if item is None:
+                return out
+            out.append(item)
+
+
+class LineFramer(_Framer):
+    """Cuts lines ending with ``line_end`` out of a byte stream.
+
+    The limit counts a line's content, never a terminator: a line of exactly ``max_size``
+    bytes is delivered however its terminator is split across reads. While no terminator is
+    in sight, the bytes that could be the start of one are not counted; what is certainly
+    content beyond ``max_size`` is an overflow at once, so memory stays bounded.
+    """
 
     def __init__(self, line_end: bytes = b"\n", max_size: int = DEFAULT_MAX_FRAME,
                  overflow: FrameOverflow = FrameOverflow.foClose) -> None:
@@ -97,75 +138,91 @@ class LineFramer:
         self.max_size = max_size
         self.overflow = overflow
         self._buf = bytearray()
-        self._scanned = 0          # bytes of _buf already searched for line_end
+        self._start = 0            # where the current line begins in _buf
+        self._scanned = 0          # _buf[:_scanned] holds no terminator beyond _start
         self._skipping = False     # discarding an oversized line up to its end
+        self._ended = False        # finish() was called
         self.failed = False        # foClose: an overflow happened; ignore the rest
 
     @property
     def buffered(self) -> int:
         """Bytes held waiting for the rest of a line."""
-        return len(self._buf)
+        return len(self._buf) - self._start
 
-    def feed(self, data: bytes) -> list[Item]:
-        if self.failed:
-            return []
-        buf = self._buf
-        buf += data
-        out: list[Item] = []
+    def push(self, data: bytes) -> None:
+        if not self.failed:
+            self._buf += data
+
+    def finish(self) -> None:
+        self._ended = True
+
+    def pop(self) -> Optional[Item]:
         end = self.line_end
         n = len(end)
-        start = 0
-        while True:
+        while not self.failed:
+            buf = self._buf
+            start = self._start
             pos = buf.find(end, max(start, self._scanned))
-            if pos < 0:
-                break
+            if pos >= 0:
+                self._start = self._scanned = pos + n
+                if self._skipping:
+                    self._skipping = False
+                    continue
+                if pos - start > self.max_size:
+                    return self._too_long()
+                return bytes(buf[start:pos])
+            # no terminator: compact, then decide what the unterminated tail means
+            if start:
+                del buf[:start]
+                self._start = 0
+            partial = self._partial_end(buf)
+            self._scanned = len(buf) - partial
+            if self._ended:
+                return self._last_line()
             if self._skipping:
-                self._skipping = False
-            elif pos - start > self.max_size:
-                out.append(self._too_long())
-                if self.failed:
-                    buf.clear()
+                del buf[:len(buf) - partial]
+                self._scanned = 0
+                return None
+            if len(buf) - partial > self.max_size:
+                error = self._too_long()
+                if not self.failed:
+                    del buf[:len(buf) - partial]
                     self._scanned = 0
-                    return out
-            else:
-                out.append(bytes(buf[start:pos]))
-            start = pos + n
-            self._scanned = start
-        if start:
-            del buf[:start]
-        self._scanned = max(len(buf) - n + 1, 0)
-        if len(buf) > self.max_size:
-            if self._skipping:
-                keep = n - 1  # a line end may straddle the next read
-                del buf[:len(buf) - keep]
-                self._scanned = 0
-            else:
-                out.append(self._too_long())
-                if self.failed:
-                    buf.clear()
-                else:
-                    keep = n - 1
-                    del buf[:len(buf) - keep]
                     self._skipping = True
-                self._scanned = 0
-        return out
+                return error
+            return None
+        return None
+
+    def _partial_end(self, buf: bytearray) -> int:
+        """How many bytes at the end of ``buf`` could begin a terminator."""
+        end = self.line_end
+        for size in range(min(len(end) - 1, len(buf)), 0, -1):
+            if buf.endswith(end[:size]):
+                return size
+        return 0
+
+    def _last_line(self) -> Optional[Item]:
+        """End of stream: an unterminated last line is a line too (unless being skipped)."""
+        buf = self._buf
+        last = bytes(buf)
+        buf.clear()
+        self._scanned = 0
+        if not last or self._skipping:
+            self._skipping = False
+            return None
+        if len(last) > self.max_size:
+            return self._too_long()
+        return last
 
     def _too_long(self) -> FrameError:
         if self.overflow == FrameOverflow.foClose:
             self.failed = True
+            self._buf.clear()
+            self._start = self._scanned = 0
         return FrameError(WSAEMSGSIZE, f"line longer than {self.max_size} bytes")
 
-    def eof(self) -> list[Item]:
-        """End of stream: an unterminated last line is a line too (unless being skipped)."""
-        if self.failed or self._skipping or not self._buf:
-            self._buf.clear()
-            return []
-        last = bytes(self._buf)
-        self._buf.clear()
-        return [last]
 
-
-class PacketFramer:
+class PacketFramer(_Framer):
     """Cuts packets (4-byte big-endian length + payload) out of a byte stream."""
 
     def __init__(self, max_size: int = DEFAULT_MAX_FRAME,
@@ -173,59 +230,71 @@ class PacketFramer:
         self.max_size = max_size
         self.overflow = overflow
         self._buf = bytearray()
-        self._skip = 0          # payload bytes of an oversized packet still to discard
+        self._pos = 0            # where the next header begins in _buf
+        self._skip = 0           # payload bytes of an oversized packet still to discard
+        self._ended = False
         self.failed = False
 
     @property
     def buffered(self) -> int:
-        return len(self._buf)
+        return len(self._buf) - self._pos
 
-    def feed(self, data: bytes) -> list[Item]:
+    def push(self, data: bytes) -> None:
         if self.failed:
-            return []
-        out: list[Item] = []
+            return
         view = memoryview(data)
-        if self._skip:
+        if self._skip and self._pos >= len(self._buf):
             skipped = min(self._skip, len(view))
             self._skip -= skipped
             view = view[skipped:]
+        self._buf += view
+
+    def finish(self) -> None:
+        self._ended = True
+
+    def pop(self) -> Optional[Item]:
         buf = self._buf
-        buf += view
-        pos = 0
-        while len(buf) - pos >= PACKET_HEADER:
+        while not self.failed:
+            if self._skip:
+                skipped = min(self._skip, len(buf) - self._pos)
+                self._skip -= skipped
+                self._pos += skipped
+                if self._skip:
+                    break
+            pos = self._pos
+            if len(buf) - pos < PACKET_HEADER:
+                break
             size = int.from_bytes(buf[pos:pos + PACKET_HEADER], "big")
             if size > self.max_size:
-                out.append(FrameError(WSAEMSGSIZE,
-                                      f"packet of {size} bytes exceeds {self.max_size}"))
+                self._pos = pos + PACKET_HEADER
+                self._skip = size
                 if self.overflow == FrameOverflow.foClose:
                     self.failed = True
                     buf.clear()
-                    return out
-                pos += PACKET_HEADER
-                available = len(buf) - pos
-                if available >= size:
-                    pos += size
-                    continue
-                self._skip = size - available
-                pos = len(buf)
-                break
+                    self._pos = self._skip = 0
+                return FrameError(WSAEMSGSIZE, f"packet of {size} bytes exceeds {self.max_size}")
             if len(buf) - pos - PACKET_HEADER < size:
                 break
             start = pos + PACKET_HEADER
-            out.append(bytes(buf[start:start + size]))
-            pos = start + size
-        if pos:
-            del buf[:pos]
-        return out
+            self._pos = start + size
+            return bytes(buf[start:start + size])
+        if self._pos:
+            del buf[:self._pos]
+            self._pos = 0
+        if self._ended and not self.failed:
+            return self._end_of_stream()
+        return None
 
-    def eof(self) -> list[Item]:
-        """End of stream: a partial packet is an error (the peer stopped mid-message)."""
+    def _end_of_stream(self) -> Optional[Item]:
+        """A partial packet at the end is an error (the peer stopped mid-message)."""
         pending = len(self._buf) or self._skip
         self._buf.clear()
-        if self.failed or not pending or self._skip:
-            self._skip = 0
-            return []
-        return [FrameError(WSAEDISCON, "connection closed in the middle of a packet")]
+        skipping = self._skip
+        self._skip = 0
+        self._ended = False  # reported once
+        if not pending or skipping:
+            return None
+        return FrameError(WSAEDISCON, "connection closed in the middle of a packet")
 
 
 Framer = Union[LineFramer, PacketFramer]

@@ -1,9 +1,14 @@
 """The server's socket objects: ``ServerWinSocket`` (listening) and ``ServerClientWinSocket``.
 
 Accepting always runs on the component's thread (its pump). In ``stNonBlocking`` mode each
-accepted connection is driven by the same pump; in ``stThreadBlocking`` mode it is blocking and
-served by a ``ServerClientThread`` from the thread cache (:mod:`sockcomp.threads`), whose events
-are synchronized back to the component's thread.
+accepted connection is driven by the same pump; in ``stThreadBlocking`` mode it is served by a
+``ServerClientThread`` from the thread cache (:mod:`sockcomp.threads`), whose events are
+synchronized back to the component's thread (:mod:`sockcomp._synchronize`).
+
+Resource failures while accepting never leave anything half-registered: an ``accept()`` that
+fails (no descriptor: 10024) is the listener's ``OnError(eeAccept)``, and accepting pauses
+briefly; a connection whose worker thread cannot start is that client's
+``OnClientError(eeAccept, 10055)`` followed by its ``OnClientDisconnect``.
 """
 from __future__ import annotations
 
@@ -13,11 +18,13 @@ import ssl
 import threading
 from typing import Any, Callable, Optional, Union
 
-from ._pump import READ, current_pump
-from .enums import ErrorEvent, ServerType, SocketState, seConnect, seListen
-from .errors import ESocketError, HandleException
-from .threads import SHUTDOWN_WAIT, ServerClientThread, Synchronizer, ThreadCache
-from ._sendqueue import close_quietly
+from ._lifecycle import Input, Phase
+from ._pump import ERRORS, READ, current_pump
+from ._synchronize import Synchronizer
+from ._transport import close_quietly
+from .enums import ErrorEvent, ServerType, eeAccept, seConnect
+from .errors import WSAENOBUFS, ESocketError, HandleException, wsa_code
+from .threads import SHUTDOWN_WAIT, ServerClientThread, ThreadCache
 from .var import Var
 from .winsock import (
     CustomWinSocket,
@@ -31,6 +38,9 @@ from .winsock import (
 
 __all__ = ["ServerWinSocket", "ServerClientWinSocket"]
 
+#: How long accepting pauses after accept() failed for want of resources (ms).
+ACCEPT_PAUSE_MS = 100
+
 
 class ServerClientWinSocket(CustomWinSocket):
     """The server's end of one accepted connection.
@@ -41,47 +51,72 @@ class ServerClientWinSocket(CustomWinSocket):
 
     def __init__(self, Socket: Union[int, socket.socket],
                  ServerWinSocket: "ServerWinSocket") -> None:
+        server = ServerWinSocket
         if isinstance(Socket, socket.socket):
             sock = Socket
         else:
-            pending = ServerWinSocket._pending.pop(Socket, None)
+            pending = server.take_pending(Socket)
             sock = pending if pending is not None else socket.socket(fileno=Socket)
-        super().__init__(sock)
-        self._server = ServerWinSocket
-        self._event_sink = ServerWinSocket._client_event
-        self._error_sink = ServerWinSocket._client_error
-        self._frame_sink = ServerWinSocket._client_frame
+        super().__init__()
+        self._server = server
         # the listening socket's per-connection settings are the defaults of its clients
-        self._copy_settings(ServerWinSocket)
-        self._apply_options()
-        self._blocking = ServerWinSocket.ServerType == ServerType.stThreadBlocking
-        if not self._blocking:  # events fire on the component's thread: straight to its sinks
-            self._event_sink = ServerWinSocket.client_event_sink
-            self._error_sink = ServerWinSocket.client_error_sink
-            self._frame_sink = ServerWinSocket.client_frame_sink
-        self._pump = ServerWinSocket._pump
-        with ServerWinSocket._conn_lock:
-            ServerWinSocket._connections.append(self)
-        if self._blocking:
-            sock.setblocking(True)
+        self._copy_settings(server)
+        self._tls_context = server.tls_context
+        self._tls_server_side = True
+        self._pump = server.pump
+        threaded = server.ServerType == ServerType.stThreadBlocking
+        self._blocking = self._worker_served = threaded
+        if threaded:  # events come from the worker: synchronized into the component's thread
+            self._event_sink = server.worker_event
+            self._error_sink = server.worker_error
+            self._frame_sink = server.worker_frame
         else:
-            sock.setblocking(False)
-            self._attach(READ)
+            self._event_sink = server.client_event_sink
+            self._error_sink = server.client_error_sink
+            self._frame_sink = server.client_frame_sink
+        #: The ServerClientThread that serves this connection (stThreadBlocking), or None.
+        self.worker: Any = None
+        with self._mutex:
+            self._life.step(Input.ACCEPT)
+        self._open_transport(sock)
+        self._capture_addresses(sock)
+        server.add_client(self)
 
     @property
     def ServerWinSocket(self) -> "ServerWinSocket":
         """The listening socket that accepted this connection."""
         return self._server
 
+    def start_connection(self) -> None:
+        """After OnAccept: the TLS handshake when TLS is on, then OnClientConnect (and
+        OnClientWrite). In thread mode the worker calls it and waits for the handshake."""
+        if self._life.phase is not Phase.ACCEPTED:
+            return
+        if self._tls_context is not None:
+            self._begin_tls()
+        else:
+            self._established()
+
+    def _handshake_budget(self, timeout: int) -> Optional[float]:
+        idle = self.settings.IdleTimeout
+        budgets = [b for b in (timeout, idle) if b]
+        return min(budgets) if budgets else None
+
+    def abandon_events(self) -> None:
+        """The server's component is gone: this connection fires nothing any more."""
+        self._event_sink = _no_event
+        self._error_sink = _no_error
+        self._frame_sink = _no_frame
+
+    def buffer_full(self) -> bool:
+        """The receive buffer is at its high-water mark (a worker waits for the application)."""
+        return self._rx.full
+
     def _after_disconnect(self) -> None:
-        self._server._remove(self)
+        self._server.remove_client(self)
 
     def _report_exception(self, exc: BaseException) -> None:
-        sync = self._server._sync
-        if self._blocking and sync is not None and not sync._pump.in_own_thread():
-            sync.call(HandleException, exc)  # a worker's error: the hook runs where events do
-        else:
-            HandleException(exc)
+        self._server.report_exception(exc)
 
 
 class ServerWinSocket(CustomWinSocket):
@@ -93,7 +128,9 @@ class ServerWinSocket(CustomWinSocket):
         self._connections: list[ServerClientWinSocket] = []
         self._conn_lock = threading.Lock()
         self._pending: dict[int, socket.socket] = {}
-        self._threads = ThreadCache()
+        self._accept_timer: Any = None
+        #: The server's worker threads (stThreadBlocking).
+        self.threads = ThreadCache()
         self._sync: Optional[Synchronizer] = None
         #: Where the server reports client notifications (set by the ServerSocket component).
         self.client_event_sink: EventSink = _no_event
@@ -125,28 +162,32 @@ class ServerWinSocket(CustomWinSocket):
         self.unhandled_thread_events: frozenset[bool] = frozenset()
         self.unhandled_events_hook: Callable[[], None] = lambda: None
 
+    # -- properties --------------------------------------------------------------------------
     @property
     def ThreadCacheSize(self) -> int:
         """How many idle threads stay cached for reuse (stThreadBlocking)."""
-        return self._threads.size
+        return self.threads.size
 
     @ThreadCacheSize.setter
     def ThreadCacheSize(self, value: int) -> None:
-        self._threads.resize(int(value))
+        self.threads.resize(int(value))
 
     @property
     def ActiveThreads(self) -> int:
         """Threads currently serving a connection."""
-        return self._threads.count(busy=True)
+        return self.threads.count(busy=True)
 
     @property
     def IdleThreads(self) -> int:
         """Cached threads waiting for a connection."""
-        return self._threads.count(busy=False)
+        return self.threads.count(busy=False)
 
-    def GetClientThread(self, ClientSocket: "ServerClientWinSocket") -> Any:
-        """The thread serving ``ClientSocket``, or None."""
-        return self._threads.find(ClientSocket)
+    def GetClientThread(self, ClientSocket: ServerClientWinSocket) -> Any:
+        """The thread serving ``ClientSocket`` (None in stNonBlocking mode, and once the
+        connection has ended); inside OnClientDisconnect too."""
+        if ClientSocket.Phase in (Phase.CLOSED, Phase.CLOSING):
+            return None
+        return ClientSocket.worker
 
     @property
     def ServerType(self) -> ServerType:
@@ -173,9 +214,38 @@ class ServerWinSocket(CustomWinSocket):
         """How many clients are connected."""
         return len(self._connections)
 
-    def _client_event(self, client: CustomWinSocket, event: int) -> None:
+    @property
+    def pump(self) -> Any:
+        """The component thread's readiness pump (once listening)."""
+        return self._pump
+
+    @property
+    def synchronizer(self) -> Synchronizer:
+        """Runs workers' calls in the component's thread (exists once the server listened)."""
+        if self._sync is None:
+            self._sync = Synchronizer(current_pump())
+        return self._sync
+
+    # -- the clients' side ---------------------------------------------------------------------
+    def add_client(self, client: ServerClientWinSocket) -> None:
+        with self._conn_lock:
+            self._connections.append(client)
+
+    def remove_client(self, client: ServerClientWinSocket) -> None:
+        with self._conn_lock:
+            try:
+                self._connections.remove(client)
+            except ValueError:
+                pass
+
+    def take_pending(self, handle: int) -> Optional[socket.socket]:
+        """The accepted socket object behind ``handle`` (OnGetSocket receives the number)."""
+        return self._pending.pop(handle, None)
+
+    def worker_event(self, client: CustomWinSocket, event: int) -> None:
+        """A thread-mode client's event: delivered in the component's thread."""
         sync = self._sync
-        if sync is not None and not sync._pump.in_own_thread():
+        if sync is not None and not sync.in_owner_thread():
             if event in self.unhandled_client_events and not (
                     event == seConnect and client.IdleTimeout):
                 return
@@ -183,37 +253,33 @@ class ServerWinSocket(CustomWinSocket):
         else:
             self.client_event_sink(client, event)
 
-    def _client_error(self, client: CustomWinSocket, event: ErrorEvent, code: Var[int]) -> None:
+    def worker_error(self, client: CustomWinSocket, event: ErrorEvent, code: Var[int]) -> None:
         sync = self._sync
-        if sync is not None and not sync._pump.in_own_thread():
+        if sync is not None and not sync.in_owner_thread():
             sync.call(self.client_error_sink, client, event, code)
         else:
             self.client_error_sink(client, event, code)
 
-    def _client_frame(self, client: CustomWinSocket, message: Any) -> None:
+    def worker_frame(self, client: CustomWinSocket, message: Any) -> None:
         sync = self._sync
-        if sync is not None and not sync._pump.in_own_thread():
+        if sync is not None and not sync.in_owner_thread():
             sync.call(self.client_frame_sink, client, message)
         else:
             self.client_frame_sink(client, message)
 
-    def _synchronizer(self) -> Synchronizer:
-        """The Synchronizer of the component's thread (exists once the server has listened)."""
-        if self._sync is None:
-            self._sync = Synchronizer(current_pump())
-        return self._sync
-
-    def _thread_event(self, thread: Any, started: bool) -> None:
+    def thread_event(self, thread: Any, started: bool) -> None:
+        """A worker started or ends: OnThreadStart / OnThreadEnd in the component's thread."""
         if started in self.unhandled_thread_events:
             return
-        self._synchronizer().call(self.thread_event_sink, thread, started)
+        self.synchronizer.call(self.thread_event_sink, thread, started)
 
-    def _remove(self, client: ServerClientWinSocket) -> None:
-        with self._conn_lock:
-            try:
-                self._connections.remove(client)
-            except ValueError:
-                pass
+    def report_exception(self, exc: BaseException) -> None:
+        """An error to the application hook, in the component's thread."""
+        sync = self._sync
+        if sync is not None and not sync.in_owner_thread():
+            sync.call(HandleException, exc)
+        else:
+            HandleException(exc)
 
     # -- listening -------------------------------------------------------------------------
     def Listen(self, Address: str, Service: str, Port: int,
@@ -221,9 +287,9 @@ class ServerWinSocket(CustomWinSocket):
         """Bind and listen. '' listens on every interface, IPv6 and IPv4 alike.
 
         Errors (port in use, unknown service, bad address) raise ``ESocketError`` to the caller;
-        OnListen fires after bind, before ``listen()``, as in the VCL.
+        OnListen fires once listening (Active True, Connected still False inside it).
         """
-        if self._state != SocketState.ssClosed:
+        if not self._life.allows(Input.LISTEN):
             raise ESocketError("Can't listen on an open socket")
         port: Union[int, str] = Service if Service else Port
         if isinstance(port, str) and not port.isdigit():
@@ -232,26 +298,26 @@ class ServerWinSocket(CustomWinSocket):
             except OSError as exc:
                 raise ESocketError.from_code(10109, "getservbyname") from exc
         sock = self._bind(Address, int(port))
-        self._sock = sock
-        self._pump = current_pump()
-        self._sync = Synchronizer(self._pump)
-        self._threads.closing = False
+        pump = self._pump = current_pump()
+        self._sync = Synchronizer(pump)
+        self.threads.closing = False
         # listen() before OnListen: a handler that announces "ready" (to another process, a
         # test, a supervisor) must not invite connections that listen() would still refuse.
-        # Inside OnListen the VCL's view holds: Active True, Connected still False.
         try:
             sock.listen(QueueSize)
         except OSError as exc:
-            self._sock = None
             sock.close()
             raise ESocketError.from_os_error(exc, "listen") from exc
         sock.setblocking(False)
-        self._state = SocketState.ssConnecting  # listening, but Connected reads False in OnListen
-        self._fire(seListen)
-        if self._sock is not sock:
-            return  # closed from OnListen
-        self._state = SocketState.ssListening
-        self._attach(READ)
+        self._os_sock = sock
+        with self._mutex:
+            event = self._life.step(Input.LISTEN)
+        self._fire(event)  # type: ignore[arg-type]
+        with self._mutex:
+            if self._life.phase is not Phase.ANNOUNCING or self._os_sock is not sock:
+                return  # closed from OnListen
+            self._life.step(Input.LISTENED)
+        pump.register(sock.fileno(), self._on_ready, READ | ERRORS)
 
     def _bind(self, address: str, port: int) -> socket.socket:
         if address:
@@ -288,8 +354,9 @@ class ServerWinSocket(CustomWinSocket):
         assert last is not None
         raise ESocketError.from_os_error(last, "bind") from last
 
+    # -- accepting -------------------------------------------------------------------------
     def _on_ready(self, events: int) -> None:
-        sock = self._sock
+        sock = self._os_sock
         if sock is None:
             return
         for _ in range(64):
@@ -303,21 +370,32 @@ class ServerWinSocket(CustomWinSocket):
                 self._accept_failed(exc)
                 return
             self._accepted(conn)
-            if self._sock is not sock:
+            if self._os_sock is not sock:
                 return
 
     def _accept_failed(self, exc: OSError) -> None:
-        """Out of descriptors or similar: report, and pause accepting briefly (no busy loop)."""
-        from PySide6.QtCore import QTimer
-        HandleException(ESocketError.from_os_error(exc, "accept"))
-        sock = self._sock
+        """Out of descriptors or similar: the listener's OnError(eeAccept), then accepting
+        pauses briefly (no busy loop) and resumes."""
+        sock = self._os_sock
         if sock is not None and self._pump is not None:
             self._pump.modify(sock.fileno(), 0)
-            QTimer.singleShot(100, self._pump, self._resume_accept)
+            if self._accept_timer is None:
+                from PySide6.QtCore import QTimer
+                self._accept_timer = QTimer(self._pump)
+                self._accept_timer.setSingleShot(True)
+                self._accept_timer.timeout.connect(self._resume_accept)
+            self._accept_timer.start(ACCEPT_PAUSE_MS)
+        code = wsa_code(exc)
+        self.LastError = ESocketError.from_os_error(exc, "accept")
+        left = self._report_error(eeAccept, code, str(self.LastError))
+        if left:
+            HandleException(self.LastError if left == code else
+                            ESocketError.from_code(left, "accept", exc.errno))
 
     def _resume_accept(self) -> None:
-        if self._sock is not None and self._pump is not None:
-            self._pump.modify(self._sock.fileno(), READ)
+        sock = self._os_sock
+        if sock is not None and self._pump is not None and self._life.phase is Phase.LISTENING:
+            self._pump.modify(sock.fileno(), READ | ERRORS)
 
     def _refuse(self, conn: socket.socket) -> None:
         """Over MaxConnections: say so (best effort, never blocking) and close."""
@@ -346,31 +424,39 @@ class ServerWinSocket(CustomWinSocket):
             raise
         self._pending.pop(fd, None)
         self.accept_hook(client)
-        if self.tls_context is not None and client.Connected:
-            client._tls = self.tls_context
-            client._tls_server_side = True
-        if client._blocking:
-            if client.Connected:
-                self._assign_thread(client)  # the thread does the TLS handshake, if any
-            return
-        if client._tls is not None and client.Connected:
-            client._start_tls()  # OnClientConnect once the handshake succeeds
-        elif client.Connected:
-            client._connected()
+        if client.Phase is not Phase.ACCEPTED:
+            return  # closed from OnGetSocket or OnAccept
+        if client._worker_served:
+            self._assign_thread(client)  # the thread does the TLS handshake, if any
+        else:
+            client.start_connection()
 
     def _assign_thread(self, client: ServerClientWinSocket) -> None:
-        """Reuse an idle cached thread, else OnGetThread, else a default ServerClientThread."""
+        """Reuse an idle cached thread, else OnGetThread, else a default ServerClientThread.
+        A thread that cannot start ends that connection with OnClientError(eeAccept)."""
         self.unhandled_events_hook()
-        thread = self._threads.take_idle()
+        thread = self.threads.take_idle()
         if thread is not None:
             thread.ReActivate(client)
             return
-        thread = self.get_thread_hook(client)
-        if thread is None:
-            thread = ServerClientThread(False, client)
-        elif not isinstance(thread, ServerClientThread):
-            client.Close()
-            raise TypeError("OnGetThread must supply a ServerClientThread (or leave None)")
+        try:
+            thread = self.get_thread_hook(client)
+            if thread is not None and not isinstance(thread, ServerClientThread):
+                client.Close()
+                raise TypeError("OnGetThread must supply a ServerClientThread (or leave None)")
+            if thread is None:
+                thread = ServerClientThread(False, client)
+            elif thread.ident is None:
+                thread.Resume()  # created suspended: the server starts it
+        except (RuntimeError, OSError) as exc:
+            if thread is not None:
+                self.threads.remove(thread)
+            code = exc.errno if isinstance(exc, OSError) and exc.errno else 0
+            code = wsa_code(exc) if code else WSAENOBUFS
+            error = ESocketError(f"Windows socket error: can't start a thread for the "
+                                 f"connection: {exc} ({code}), on API 'CreateThread'", code,
+                                 getattr(exc, "errno", None), "CreateThread")
+            client.fail(eeAccept, error, "CreateThread", graceful=True)
 
     def Close(self, ForceClosed: bool = False) -> None:
         """Stop listening: every client is closed (OnClientDisconnect each), the port is freed.
@@ -379,27 +465,60 @@ class ServerWinSocket(CustomWinSocket):
 
         Thread-blocking servers terminate their threads, unblock every thread waiting on its
         socket, and wait for them (serving their synchronized calls meanwhile), so each thread
-        ends with OnThreadEnd before Close returns.
+        ends with OnThreadEnd before Close returns; a thread whose event handler is running
+        right now (Close called inside it) ends, with its OnThreadEnd, once that handler
+        returns.
         """
-        if self._state == SocketState.ssClosed or self._disconnecting:
+        if self._life.phase not in (Phase.ANNOUNCING, Phase.LISTENING):
             return
-        sock = self._sock
-        if sock is not None and self._pump is not None:
+        sock = self._os_sock
+        if sock is not None and self._pump is not None and \
+                self._life.phase is Phase.LISTENING:
             self._pump.modify(sock.fileno(), 0)  # accept nothing more
-        threads = self._threads.all()
+        threads = self.threads.all()
+        self.threads.closing = True
+        for thread in threads:  # each ends its connection (OnClientDisconnect), then itself
+            thread.KeepInCache = False
+            thread.Terminate()
         if threads:
-            self._threads.closing = True
-            for thread in threads:
-                thread.KeepInCache = False
-                thread.Terminate()
-                client = thread.ClientSocket
-                if client is not None and client._sock is not None:
-                    try:
-                        socket.socket.shutdown(client._sock, socket.SHUT_RDWR)
-                    except OSError:
-                        pass
-            assert self._sync is not None
-            self._sync.wait_until(lambda: not any(t.is_alive() for t in threads), SHUTDOWN_WAIT)
+            sync = self.synchronizer
+            busy = sync.callers_running()  # waiting on the handler that called Close()
+            sync.wait_until(lambda: not any(t.is_alive() and t not in busy for t in threads),
+                            SHUTDOWN_WAIT)
         for client in reversed(self.Connections):
             client.Close(ForceClosed)
-        self._disconnect(graceful=False)
+        self._end(graceful=False)
+
+    def abandon(self) -> None:
+        """The ServerSocket is gone: close the listener and every client, firing nothing."""
+        self.client_event_sink = _no_event
+        self.client_error_sink = _no_error
+        self.client_frame_sink = _no_frame
+        self.thread_event_sink = lambda thread, started: None
+        self.accept_hook = lambda client: None
+        self.get_socket_hook = lambda fd: None
+        self.get_thread_hook = lambda client: None
+        self._event_sink = _no_event
+        self._error_sink = _no_error
+        for client in self.Connections:
+            client.abandon_events()
+        self.Close()
+
+    def drop_os_sockets(self) -> None:
+        for client in self.Connections:
+            client.drop_os_sockets()
+        super().drop_os_sockets()
+
+    def Disconnect(self, Socket: Optional[int] = None) -> None:
+        """``TServerWinSocket.Disconnect``: shut the whole server down, as :meth:`Close`."""
+        if Socket is None or Socket == self.SocketHandle:
+            self.Close()
+
+    def _release(self, graceful: bool) -> None:
+        sock = self._os_sock
+        if sock is not None and self._pump is not None:
+            self._pump.unregister(sock.fileno())
+        if self._accept_timer is not None:
+            self._accept_timer.stop()
+        super()._release(graceful)
+

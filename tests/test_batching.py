@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 from sockcomp import ClientSocket, ServerSocket
 from sockcomp import _batching
 from sockcomp._batching import BATCH_AFTER, BATCH_AFTER_MAX, SUPPORTED
-from sockcomp._pump import READ, EpollPump
+from sockcomp import _pump
+from sockcomp._pump import EpollPump
 from sockcomp._sendqueue import RECEIVE_CHUNK
 from sockcomp.winsock import CustomWinSocket
 
@@ -59,13 +60,24 @@ def tcp_pair(qapp):
 
 
 def attached(receiver: socket.socket, pump=None) -> CustomWinSocket:
-    """A connected socket object on ``receiver``, registered with ``pump`` (default: this
-    thread's, where it gets a notifier of its own)."""
-    receiver.setblocking(False)
-    ws = CustomWinSocket(receiver)
-    ws._pump = pump
-    ws._attach(READ)
-    return ws
+    """A connected socket object on ``receiver`` (``CustomWinSocket(sock)``, as the VCL's
+    constructor), registered with ``pump`` (default: this thread's, where it gets a notifier of
+    its own)."""
+    previous = getattr(_pump._local, "pump", None)
+    if pump is not None:
+        _pump._local.pump = pump
+    try:
+        return CustomWinSocket(receiver)
+    finally:
+        _pump._local.pump = previous
+
+
+def batch(ws: CustomWinSocket) -> _batching.Batcher:
+    return ws.transport.batch
+
+
+def os_sock(ws: CustomWinSocket) -> socket.socket:
+    return ws.transport.sock
 
 
 def feed_big_read(ws: CustomWinSocket, receiver: socket.socket, sender: socket.socket,
@@ -74,9 +86,9 @@ def feed_big_read(ws: CustomWinSocket, receiver: socket.socket, sender: socket.s
     sender.sendall(data)
     while pending(receiver) < len(data):
         select.select([receiver], [], [], 1)
-    before = ws._rlen
-    ws._on_readable()
-    assert ws._rlen - before == len(data)
+    before = ws.ReceiveLength()
+    ws.transport.read_ready()
+    assert ws.ReceiveLength() - before == len(data)
 
 
 @pytest.mark.parametrize("watched_by", ["own notifier", "shared epoll"])
@@ -89,21 +101,21 @@ def test_a_one_way_stream_batches_after_a_streak_of_big_reads(qtbot, tcp_pair, w
     chunk = random.Random(1).randbytes(RECEIVE_CHUNK)
     for _ in range(BATCH_AFTER - 1):
         feed_big_read(ws, receiver, sender, chunk)
-        assert lowat(receiver) == 1 and not ws._batching
+        assert lowat(receiver) == 1 and not batch(ws).active
     feed_big_read(ws, receiver, sender, chunk)
-    assert ws._batching and lowat(receiver) == ws.receive_batch == 256 * KiB
+    assert batch(ws).active and lowat(receiver) == ws.receive_batch == 256 * KiB
     # the kernel now holds a small write back from poll: that is the point of the mark
     sender.sendall(b"tail")
     while pending(receiver) < 4:
         select.select([], [], [], 0.001)
     assert select.select([receiver], [], [], 0) == ([], [], [])
     # the stream paused: within two ticks batching ends and the tail is delivered
-    qtbot.waitUntil(lambda: not ws._batching, timeout=WAIT)
+    qtbot.waitUntil(lambda: not batch(ws).active, timeout=WAIT)
     assert lowat(receiver) == 1
-    qtbot.waitUntil(lambda: ws._rlen == BATCH_AFTER * RECEIVE_CHUNK + 4, timeout=WAIT)
+    qtbot.waitUntil(lambda: ws.ReceiveLength() == BATCH_AFTER * RECEIVE_CHUNK + 4, timeout=WAIT)
     assert ws.ReceiveBytes() == chunk * BATCH_AFTER + b"tail"
     # bytes were held back, so this connection needs a four times longer streak next time
-    assert ws._batch_after == 4 * BATCH_AFTER
+    assert batch(ws).after == 4 * BATCH_AFTER
     ws.Close()
 
 
@@ -112,11 +124,11 @@ def test_a_stream_that_stops_on_a_boundary_does_not_back_off(qtbot, tcp_pair):
     ws = attached(receiver)
     for _ in range(BATCH_AFTER):
         feed_big_read(ws, receiver, sender, bytes(RECEIVE_CHUNK))
-    assert ws._batching
-    _batching.start(ws)  # as after a close and reopen within one tick: still watched once
-    assert ws._pump.batch_watch.sockets.count(ws) == 1
-    qtbot.waitUntil(lambda: not ws._batching, timeout=WAIT)
-    assert lowat(receiver) == 1 and ws._batch_after == BATCH_AFTER and ws._streak == 0
+    assert batch(ws).active
+    _batching.start(ws.transport)  # as after a reopen within one tick: still watched once
+    assert ws.transport.pump.batch_watch.transports.count(ws.transport) == 1
+    qtbot.waitUntil(lambda: not batch(ws).active, timeout=WAIT)
+    assert lowat(receiver) == 1 and batch(ws).after == BATCH_AFTER and batch(ws).streak == 0
     ws.Close()
 
 
@@ -127,12 +139,12 @@ def test_a_fin_wakes_a_batching_socket_at_once(qtbot, tcp_pair):
     ws = attached(receiver)
     for _ in range(BATCH_AFTER):
         feed_big_read(ws, receiver, sender, bytes(RECEIVE_CHUNK))
-    assert ws._batching
+    assert batch(ws).active
     sender.sendall(b"last")
     sender.shutdown(socket.SHUT_WR)
     readable, _, _ = select.select([receiver], [], [], 5)
-    assert readable == [receiver] and ws._batching
-    ws._on_readable()
+    assert readable == [receiver] and batch(ws).active
+    ws.transport.read_ready()
     assert ws.ReceiveBytes()[-4:] == b"last"
     ws.Close()
 
@@ -148,8 +160,8 @@ def test_a_socket_that_stops_reading_stops_batching_without_backing_off(qtbot, t
     while pending(receiver) < 4:
         select.select([], [], [], 0.001)
     ws.Shutdown(socket.SHUT_RD)
-    qtbot.waitUntil(lambda: not ws._batching, timeout=WAIT)
-    assert ws._batch_after == BATCH_AFTER
+    qtbot.waitUntil(lambda: not batch(ws).active, timeout=WAIT)
+    assert batch(ws).after == BATCH_AFTER
     ws.Close()
 
 
@@ -162,7 +174,7 @@ def test_request_and_response_traffic_never_batches(qtbot, tcp_pair):
         feed_big_read(ws, receiver, sender, bytes(RECEIVE_CHUNK))
         assert ws.ReceiveBytes() == bytes(RECEIVE_CHUNK)
         assert ws.SendBuf(b"ok") == 2
-        assert not ws._batching and lowat(receiver) == 1
+        assert not batch(ws).active and lowat(receiver) == 1
     ws.Close()
 
 
@@ -175,13 +187,13 @@ def test_a_send_while_batching_ends_the_batch_and_backs_off(qtbot, tcp_pair, sen
     ws = attached(receiver)
     for _ in range(BATCH_AFTER):
         feed_big_read(ws, receiver, sender, bytes(RECEIVE_CHUNK))
-    assert ws._batching
+    assert batch(ws).active
     if send == "SendBuf":
         assert ws.SendBuf(b"ack") == 3
     else:
         assert ws.SendStream(io.BytesIO(b"ack"))
-    assert not ws._batching and lowat(receiver) == 1
-    assert ws._batch_after == 4 * BATCH_AFTER
+    assert not batch(ws).active and lowat(receiver) == 1
+    assert batch(ws).after == 4 * BATCH_AFTER
     sender.settimeout(5)
     assert sender.recv(3) == b"ack"
     ws.Close()
@@ -195,8 +207,8 @@ def test_small_reads_never_batch(qtbot, tcp_pair):
         sender.sendall(b"x" * 100)
         while pending(receiver) < 100:
             select.select([receiver], [], [], 1)
-        ws._on_readable()  # a short read: the streak starts over
-        assert not ws._batching
+        ws.transport.read_ready()  # a short read: the streak starts over
+        assert not batch(ws).active
     assert ws.ReceiveLength() == 3 * BATCH_AFTER * (RECEIVE_CHUNK + 100)
     ws.Close()
 
@@ -208,15 +220,15 @@ def test_batching_can_be_turned_off_and_blocking_sockets_never_batch(qtbot, tcp_
     receiver, sender = tcp_pair
     ws = attached(receiver)
     if how == "blocking":
-        ws._blocking = True
+        ws.transport.served_by_worker = True  # a thread-mode connection, read by its worker
     else:
         ws.receive_batch = 0
     for _ in range(2 * BATCH_AFTER):
         feed_big_read(ws, receiver, sender, bytes(RECEIVE_CHUNK))
-    assert not ws._batching and lowat(receiver) == 1
+    assert not batch(ws).active and lowat(receiver) == 1
     if how == "blocking":
-        assert ws._batch_after == BATCH_AFTER_MAX
-        ws._blocking = False
+        assert batch(ws).after == BATCH_AFTER_MAX
+        ws.transport.served_by_worker = False
     ws.Close()
 
 
@@ -259,7 +271,7 @@ def sink(qapp):
     def on_read(sender, sock):
         data = sock.ReceiveBytes()
         state["events"] += 1
-        state["marks"].append(lowat(sock._sock))
+        state["marks"].append(lowat(os_sock(sock)))
         state["got"] += len(data)
         state["md5"].update(data)
         if state["got"] == state["expect"]:
@@ -281,7 +293,7 @@ def test_a_stream_end_to_end_batches_and_its_tail_is_answered(qtbot, sink):
     state["expect"] = len(body) + len(tail)
     peer = socket.create_connection(("127.0.0.1", srv.Socket.LocalPort), timeout=10)
     qtbot.waitUntil(lambda: srv.Socket.ActiveConnections == 1, timeout=WAIT)
-    stream_until_answered(qtbot, peer, srv.Socket.Connections[0]._sock, body, tail)
+    stream_until_answered(qtbot, peer, os_sock(srv.Socket.Connections[0]), body, tail)
     assert state["md5"].digest() == hashlib.md5(body + tail).digest()
     assert max(state["marks"]) == 256 * KiB
     assert state["events"] < len(body) // RECEIVE_CHUNK  # fewer wake-ups than 64 KiB writes
@@ -298,7 +310,7 @@ def test_a_client_downloading_a_stream_batches_too(qtbot, qapp):
 
         def on_read(sender, sock):
             data = sock.ReceiveBytes()
-            seen["marks"].append(lowat(sock._sock))
+            seen["marks"].append(lowat(os_sock(sock)))
             seen["got"] += len(data)
             seen["md5"].update(data)
             if seen["got"] == len(body):
@@ -310,7 +322,7 @@ def test_a_client_downloading_a_stream_batches_too(qtbot, qapp):
         peer, _ = listener.accept()
     try:
         qtbot.waitUntil(lambda: cli.Active, timeout=WAIT)
-        stream_until_answered(qtbot, peer, cli.Socket._sock, body)
+        stream_until_answered(qtbot, peer, os_sock(cli.Socket), body)
     finally:
         cli.Close()
     assert seen["md5"].digest() == hashlib.md5(body).digest()

@@ -544,8 +544,16 @@ def test_onclientread_does_not_spin_when_the_handler_never_reads(qtbot, res):
 def test_reads_grow_while_they_come_back_full_and_shrink_after_a_short_one(qapp):
     """The read size policy, driven by hand on a socketpair: 64 KiB, x4 while a read fills its
     buffer (a bulk transfer), back to 64 KiB after a short read; no byte lost or reordered."""
-    from sockcomp.winsock import RECEIVE_CHUNK_MAX, CustomWinSocket
+    import threading
+
     from sockcomp._sendqueue import RECEIVE_CHUNK
+    from sockcomp._transport import RECEIVE_CHUNK_MAX, Transport
+
+    class Protocol:  # what a socket object is to its transport: here, a byte collector
+        received = bytearray()
+
+        def data_received(self, data: bytes) -> None:
+            self.received += data
 
     a, b = socket.socketpair()
     b.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * MiB)
@@ -559,24 +567,26 @@ def test_reads_grow_while_they_come_back_full_and_shrink_after_a_short_one(qapp)
     except BlockingIOError:
         pass
     assert sent > RECEIVE_CHUNK  # the kernel holds more than one read's worth
-    ws = CustomWinSocket(a)
-    sizes = [ws._read_size]
-    while ws.ReceiveLength() < sent:
-        ws._on_readable()
-        sizes.append(ws._read_size)
+    protocol = Protocol()
+    transport = Transport(a, protocol, None, threading.RLock())
+    transport.reading = True
+    sizes = [transport.read_size]
+    while len(protocol.received) < sent:
+        transport.read_ready()
+        sizes.append(transport.read_size)
     assert sizes[:2] == [RECEIVE_CHUNK, 4 * RECEIVE_CHUNK]
     assert max(sizes) <= RECEIVE_CHUNK_MAX
     b.send(b"tail")
-    ws._on_readable()
-    assert ws._read_size == RECEIVE_CHUNK
-    assert ws.ReceiveBytes() == payload[:sent] + b"tail"
+    transport.read_ready()
+    assert transport.read_size == RECEIVE_CHUNK
+    assert bytes(protocol.received) == payload[:sent] + b"tail"
     a.close()
     b.close()
 
 
 _SHORT_BIG_READS = """
 import resource, socket, sys
-import sockcomp.winsock as ws
+import sockcomp._transport as ws
 a, b = socket.socketpair()
 b.setblocking(False)
 def faults():

@@ -10,7 +10,7 @@ import pytest
 from sockcomp import (
     ClientSocket, ESocketError, ServerSocket, eeConnect, eeGeneral,
 )
-from tests.util import EventLog, free_port
+from tests.util import EventLog, free_port, os_socket
 
 
 def listening_server(**props) -> ServerSocket:
@@ -32,14 +32,19 @@ def test_keepalive_options_reach_the_os_on_both_sides(qtbot) -> None:
     cli.Open()
     qtbot.waitUntil(lambda: cli.Active and srv.Socket.ActiveConnections == 1, timeout=5000)
 
-    def options(sock: socket.socket) -> tuple[int, int, int, int]:
-        return (sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
-                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
-                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
-                sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT))
+    def options(winsock) -> tuple[int, int, int, int]:
+        with os_socket(winsock) as sock:
+            return (sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+                    sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+                    sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+                    sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT))
 
-    assert options(cli.Socket._sock) == (1, 2, 1, 5)  # ms rounded up to whole seconds
-    assert options(srv.Socket.Connections[0]._sock) == (1, 7, 2, 3)
+    assert options(cli.Socket) == (1, 2, 1, 5)  # ms rounded up to whole seconds
+    assert options(srv.Socket.Connections[0]) == (1, 7, 2, 3)
+    # the properties read back what the OS was given, and the detection bound follows them
+    assert (cli.KeepAliveTime, cli.KeepAliveInterval) == (2000, 1000)
+    assert cli.KeepAliveDetectionTime == cli.Socket.KeepAliveDetectionTime == 2000 + 5 * 1000
+    assert srv.KeepAliveDetectionTime == 7000 + 3 * 2000
     cli.Close()
     srv.Close()
 
@@ -50,7 +55,8 @@ def test_keepalive_off_by_default(qtbot) -> None:
     cli.Address, cli.Port = "127.0.0.1", srv.Socket.LocalPort
     cli.Open()
     qtbot.waitUntil(lambda: cli.Active, timeout=5000)
-    assert cli.Socket._sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 0
+    with os_socket(cli.Socket) as sock:
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 0
     assert not cli.KeepAlive and cli.KeepAliveTime == 30000
     cli.Close()
     srv.Close()

@@ -879,7 +879,7 @@ def test_server_close_is_idempotent_and_reopens(qtbot, servers, hook):
 
 def spy_synchronizer(srv: ServerSocket) -> list[str]:
     """Names of the calls workers synchronize into the main thread from now on."""
-    sync = srv.Socket._synchronizer()
+    sync = srv.Socket.synchronizer
     calls: list[str] = []
     real = sync.call
 

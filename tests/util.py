@@ -45,6 +45,11 @@ class EventLog:
         return [a for n, a in self.events if n == name][index]
 
 
+def os_socket(winsock: Any) -> socket.socket:
+    """A duplicate of a socket object's OS socket (for getsockopt): close it after use."""
+    return socket.fromfd(winsock.SocketHandle, socket.AF_INET, socket.SOCK_STREAM)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on (bound then released)."""
     with socket.socket() as s:

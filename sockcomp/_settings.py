@@ -1,0 +1,137 @@
+"""Per-connection settings: what a socket object (or a server, for every client it accepts)
+is told before a connection starts, each checked when it is set.
+
+A :class:`ConnectionSettings` holds them; :class:`Setting` turns each into a property of the
+socket object (``Socket.SendQueueLimit``…), and the components expose the same names as Qt
+properties. A server's listening socket keeps the settings its accepted clients start with
+(:meth:`ConnectionSettings.copy`).
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any, Callable, Optional
+
+from .errors import ESocketError
+from .framing import DEFAULT_MAX_FRAME, FrameOverflow, FramingMode
+
+__all__ = ["ConnectionSettings", "Setting", "KEEPALIVE_RESOLUTION_MS", "check_count",
+           "check_text", "check_port"]
+
+#: The finest keepalive timing the platform takes, in ms: Linux and macOS set the idle time
+#: and the probe interval in whole seconds (TCP_KEEPIDLE, TCP_KEEPINTVL), Windows in ms.
+KEEPALIVE_RESOLUTION_MS = 1 if sys.platform == "win32" else 1000
+#: The largest values Linux accepts (TCP_KEEPIDLE/TCP_KEEPINTVL 32767 s, TCP_KEEPCNT 127).
+_KEEPALIVE_MAX_MS = 32767 * 1000
+_KEEPALIVE_MAX_COUNT = 127
+
+
+def check_count(value: Any, name: str, minimum: int = 0, maximum: Optional[int] = None,
+                unit: str = "") -> int:
+    """``value`` as an int in range, or ESocketError naming the property and the range."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or \
+            (maximum is not None and value > maximum):
+        limits = f">= {minimum}" if maximum is None else f"{minimum}..{maximum}"
+        raise ESocketError(f"Invalid {name} {value!r}: must be an int {limits}{unit}")
+    return int(value)
+
+
+def check_text(value: Any, name: str) -> str:
+    """``value`` as a str, or ESocketError."""
+    if not isinstance(value, str):
+        raise ESocketError(f"Invalid {name} {value!r}: must be a string")
+    return value
+
+
+def check_port(value: Any) -> int:
+    """A TCP port (0..65535), or ESocketError."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 65535:
+        raise ESocketError(f"Invalid port number {value!r}: must be 0..65535")
+    return int(value)
+
+
+def _round_keepalive(value: Any, name: str) -> int:
+    ms = check_count(value, name, 1, _KEEPALIVE_MAX_MS, " (ms)")
+    step = KEEPALIVE_RESOLUTION_MS
+    return -(-ms // step) * step  # rounded up to what the platform can set
+
+
+def _check_encoding(value: Any) -> str:
+    import codecs
+    value = check_text(value, "Encoding")
+    try:
+        codecs.lookup(value)
+    except LookupError:
+        raise ESocketError(f"Invalid Encoding {value!r}: unknown to Python's codecs") from None
+    return value
+
+
+def _check_line_end(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ESocketError(f"Invalid LineEnd {value!r}: must be a non-empty string")
+    return value
+
+
+#: name -> (default, checker). Keepalive times are rounded up to KEEPALIVE_RESOLUTION_MS.
+_FIELDS: dict[str, tuple[Any, Callable[[Any], Any]]] = {
+    "Encoding": ("utf-8", _check_encoding),
+    "AllowHalfClose": (False, bool),
+    "Framing": (FramingMode.fmNone, lambda v: FramingMode(int(v))),
+    "LineEnd": ("\n", _check_line_end),
+    "MaxFrameSize": (DEFAULT_MAX_FRAME, lambda v: check_count(v, "MaxFrameSize", 1)),
+    "FrameOverflow": (FrameOverflow.foClose, lambda v: FrameOverflow(int(v))),
+    "SendQueueLimit": (0, lambda v: check_count(v, "SendQueueLimit")),
+    "SendQueueLowWater": (0, lambda v: check_count(v, "SendQueueLowWater")),
+    "IdleTimeout": (0, lambda v: check_count(v, "IdleTimeout", unit=" (ms)")),
+    "HandshakeTimeout": (60_000, lambda v: check_count(v, "HandshakeTimeout", unit=" (ms)")),
+    "KeepAlive": (False, bool),
+    "KeepAliveTime": (30_000, lambda v: _round_keepalive(v, "KeepAliveTime")),
+    "KeepAliveInterval": (5_000, lambda v: _round_keepalive(v, "KeepAliveInterval")),
+    "KeepAliveCount": (4, lambda v: check_count(v, "KeepAliveCount", 1, _KEEPALIVE_MAX_COUNT)),
+}
+
+
+class ConnectionSettings:
+    """The per-connection settings (see :data:`_FIELDS` for names and defaults)."""
+
+    __slots__ = tuple(_FIELDS)
+
+    def __init__(self) -> None:
+        for name, (default, _) in _FIELDS.items():
+            object.__setattr__(self, name, default)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, _FIELDS[name][1](value))
+
+    def copy(self) -> "ConnectionSettings":
+        """An independent copy (what a server gives each accepted client)."""
+        other = ConnectionSettings()
+        for name in _FIELDS:
+            object.__setattr__(other, name, getattr(self, name))
+        return other
+
+    @property
+    def KeepAliveDetectionTime(self) -> int:
+        """Longest time (ms) from the last traffic until a dead peer is reported, from the
+        values actually set: KeepAliveTime + KeepAliveCount × KeepAliveInterval."""
+        return int(self.KeepAliveTime + self.KeepAliveCount * self.KeepAliveInterval)
+
+
+class Setting:
+    """A property of a socket object stored in its ``settings`` (a ConnectionSettings); the
+    owner's ``_settings_changed(name)`` runs after each change."""
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+        self.name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: Optional[type] = None) -> Any:
+        if obj is None:
+            return self
+        return getattr(obj.settings, self.name)
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        setattr(obj.settings, self.name, value)
+        obj._settings_changed(self.name)

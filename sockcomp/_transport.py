@@ -1,0 +1,641 @@
+"""The transport: one OS socket, its stream (plain or TLS), its send queue and its readiness.
+
+asyncio's ``selector_events`` is the model: the transport owns the socket, the registration
+with the thread's readiness pump and the outgoing buffer, and reports to its *protocol*, the
+socket object (:class:`sockcomp.winsock.CustomWinSocket`), through a handful of callbacks:
+
+``data_received(data)``, ``eof_received()``, ``error_received(event, exc, api)``,
+``connect_done(err)``, ``handshake_done()``, ``write_drained()``, ``drop_reached()``,
+``flush_done()``.
+
+The OS socket is always non-blocking. In the component's thread the transport never waits:
+reads happen when the pump says the socket is readable, sends queue what the kernel does not
+take and flush it on writability. A thread that may wait (a thread-mode worker, a ctBlocking
+caller) uses the ``*_wait`` methods, which retry after :func:`sockcomp._waits.wait_fd`. Every
+caller, in any thread, goes through the one :class:`~sockcomp._sendqueue.SendQueue` under the
+one lock, so bytes from different threads never interleave inside a send call.
+
+When its protocol releases it gracefully with bytes still queued, the transport keeps flushing
+them in the background (bounded by :data:`CLOSE_FLUSH_TIMEOUT_MS`), then closes the socket:
+the same write loop, with the protocol told at the end (``flush_done``).
+"""
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import ssl
+import time
+from typing import Any, Callable, Optional
+
+from . import _batching
+from ._pump import ERRORS, READ, WRITE, Pump
+from ._sendqueue import BLOCKED, DRAINED, DROP_REACHED, RECEIVE_CHUNK, QueuedStream, SendQueue
+from ._tls import HANDSHAKE_DONE, TLSStream
+from ._waits import READY_READ, READY_WRITE, Deadline, wait_fd
+from .enums import eeConnect, eeDisconnect, eeSend
+
+__all__ = ["Transport", "RECEIVE_CHUNK_MAX", "CLOSE_FLUSH_TIMEOUT_MS", "close_quietly"]
+
+# Reads start at RECEIVE_CHUNK, below every allocator's large-block threshold, so a small
+# message never pays for a big buffer. A read that comes back full means a bulk transfer: the
+# next one asks for four times as much, up to RECEIVE_CHUNK_MAX, which spreads the per-event
+# cost over more bytes; a read shorter than RECEIVE_CHUNK resets the size.
+RECEIVE_CHUNK_MAX = 1024 * 1024
+#: Longest a closed connection keeps flushing queued bytes to a peer that does not read (ms).
+CLOSE_FLUSH_TIMEOUT_MS = 60_000
+_monotonic = time.monotonic
+_CONNECT_PENDING = {errno.EINPROGRESS, errno.EALREADY, errno.EAGAIN, errno.EWOULDBLOCK}
+
+
+def _prime_allocator() -> None:
+    """Free one block of a full-size read, so glibc serves such reads from its heap.
+
+    glibc serves requests of 128 KiB and more with mmap until the program frees such a block;
+    then it raises that threshold to the block's size. ``recv(n)`` allocates ``n`` bytes and
+    shrinks the result to what arrived, and a shrunk block never raises the threshold: until
+    one read of :data:`RECEIVE_CHUNK_MAX` came back full and was freed, every larger read that
+    returns short cost an mmap, an mremap, two page faults and a munmap (docs/benchmarks.md).
+    ``bytes(n)`` is calloc'd, so no page is touched.
+    """
+    block = bytes(RECEIVE_CHUNK_MAX + 4096)
+    del block
+
+
+_prime_allocator()
+
+
+def close_quietly(sock: socket.socket, graceful: bool) -> None:
+    """Close an OS socket. Graceful: first drain unread input, so Linux sends FIN, not RST.
+    Abortive: SO_LINGER 0, so the peer sees a reset and queued bytes are dropped."""
+    try:
+        sock.setblocking(False)
+        if graceful:
+            for _ in range(64):
+                if not sock.recv(RECEIVE_CHUNK):
+                    break
+        else:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
+    except OSError:
+        pass
+    sock.close()
+
+
+class _PlainStream:
+    """The stream of a plain TCP socket: the socket's own calls, nothing held back."""
+
+    __slots__ = ("sock", "recv", "send")
+    has_output = False
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.recv = sock.recv
+        self.send = sock.send
+
+    def drain(self) -> bool:
+        return True
+
+    def pending(self) -> int:
+        return 0
+
+    def shutdown_write(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+class Transport:
+    """One connection's OS socket and send queue (see the module docstring).
+
+    ``pump`` is the readiness pump of the component's thread (None for a ctBlocking client,
+    which needs no event loop). ``served_by_worker``: a thread-mode connection, read by its
+    worker thread; the pump only flushes what the component's thread queued.
+    """
+
+    def __init__(self, sock: socket.socket, protocol: Any, pump: Optional[Pump],
+                 lock: Any, served_by_worker: bool = False) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.protocol = protocol      # None once released
+        self._owner: Any = None       # told flush_done() when a background flush ends
+        self.pump = pump
+        self.lock = lock
+        self.tx = SendQueue()
+        self.stream: Any = _PlainStream(sock)
+        self.tls = False
+        self.served_by_worker = served_by_worker
+        self.reading = False          # the protocol wants data (pump mode)
+        self.watch_errors = not served_by_worker
+        self.last_activity = _monotonic()
+        self.batch = _batching.Batcher()
+        self._recv = sock.recv
+        self.read_size = RECEIVE_CHUNK
+        self._handshake_want = 0
+        #: ``time.monotonic()`` when the TLS handshake started (0: none yet).
+        self.handshake_started = 0.0
+        self._mask = 0
+        self._registered = False
+        self._flush_posted = False
+        self._users = 0               # threads inside a wait on this socket
+        self._closed = False
+        self._release_close: Optional[bool] = None  # close when the last waiter leaves
+        self._flush_timer: Any = None
+
+    # -- registration ---------------------------------------------------------------------
+    def register(self, handler: Optional[Callable[[int], None]] = None, mask: int = 0) -> None:
+        """Watch the socket with the pump (``handler`` defaults to the connected-state one)."""
+        pump = self.pump
+        assert pump is not None
+        self._mask = mask
+        pump.register(self.fd, handler or self._on_ready, mask)
+        self._registered = True
+
+    def _set_handler(self, handler: Callable[[int], None]) -> None:
+        if self._registered:
+            assert self.pump is not None
+            self.pump.set_handler(self.fd, handler)
+
+    def update_interest(self) -> None:
+        """Tell the pump what to watch now (from another thread: on the pump's next turn)."""
+        if not self._registered or self._closed:
+            return
+        pump = self.pump
+        assert pump is not None
+        if not pump.in_own_thread():
+            pump.call_soon_threadsafe(self.update_interest)
+            return
+        if self._handshake_want:
+            mask = self._handshake_want | ERRORS
+        else:
+            mask = ERRORS if self.watch_errors else 0
+            if self.reading:
+                mask |= READ
+            if self.tx.items or self.stream.has_output:
+                mask |= WRITE
+        if mask != self._mask:
+            self._mask = mask
+            pump.modify(self.fd, mask)
+
+    def in_pump_thread(self) -> bool:
+        pump = self.pump
+        return pump is not None and pump.in_own_thread()
+
+    # -- connecting (client) ----------------------------------------------------------------
+    def watch_connect(self) -> None:
+        """A non-blocking connect is in progress: report its end through ``connect_done``."""
+        self.register(self._on_connect_ready, WRITE)
+
+    def _on_connect_ready(self, events: int) -> None:
+        sock = self.sock
+        err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err == 0:
+            try:
+                sock.getpeername()
+            except OSError as exc:
+                if exc.errno == errno.ENOTCONN:  # spurious readiness: still connecting
+                    return
+                err = exc.errno or errno.ECONNREFUSED
+        protocol = self.protocol
+        if protocol is not None:
+            protocol.connect_done(err)
+
+    def connect_wait(self, sockaddr: Any, deadline: Deadline) -> int:
+        """Connect, waiting until ``deadline``; returns 0 or an errno (ETIMEDOUT on time-out)."""
+        err = self.sock.connect_ex(sockaddr)
+        if err not in _CONNECT_PENDING:
+            return err
+        with self._using():
+            while True:
+                if wait_fd(self.fd, READY_WRITE, deadline.remaining_ms(), use_wake=False):
+                    return self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if deadline.expired or self._closed:
+                    return errno.ETIMEDOUT
+
+    def start_reading(self) -> None:
+        """The connection is up: read when the pump says so (pump mode)."""
+        if self.served_by_worker:
+            return
+        self.reading = True
+        if self._registered:
+            self._set_handler(self._on_ready)
+            self.update_interest()
+        elif self.pump is not None:
+            self.register(self._on_ready, 0)
+            self.update_interest()
+
+    # -- TLS ----------------------------------------------------------------------------------
+    def start_tls(self, context: ssl.SSLContext, server_side: bool,
+                  hostname: Optional[str]) -> None:
+        """Wrap the socket in TLS; the handshake follows (:meth:`handshake_step`)."""
+        self.stream = TLSStream(self.sock, context, server_side, hostname)
+        self._recv = self.stream.recv
+        self.tls = True
+        self.handshake_started = _monotonic()
+
+    def handshake_step(self) -> int:
+        """One handshake step (HANDSHAKE_DONE, WANT_READ, WANT_WRITE); raises on failure."""
+        return int(self.stream.handshake())
+
+    def handshake_async(self) -> None:
+        """Run the handshake from the pump; ``handshake_done`` or ``error_received`` follow."""
+        if not self._registered:
+            self.register(self._on_handshake_ready, 0)
+        else:
+            self._set_handler(self._on_handshake_ready)
+        self._on_handshake_ready(0)
+
+    def _on_handshake_ready(self, events: int) -> None:
+        try:
+            want = self.handshake_step()
+        except (OSError, ValueError) as exc:
+            self._handshake_want = 0
+            self._lost(eeConnect, exc, "SSL_do_handshake")
+            return
+        self.last_activity = _monotonic()
+        if want == HANDSHAKE_DONE:
+            self._handshake_want = 0
+            self._set_handler(self._on_ready)
+            protocol = self.protocol
+            if protocol is not None:
+                protocol.handshake_done()
+            if self.reading and self.stream.pending() and self.pump is not None:
+                self.pump.call_soon(self.read_ready)  # data came with the last handshake flight
+            return
+        self._handshake_want = want
+        self.update_interest()
+
+    def handshake_wait(self, deadline: Deadline) -> None:
+        """Run the whole handshake in this thread, waiting until ``deadline``; raises OSError
+        (TimeoutError when the time runs out) or ssl.SSLError."""
+        with self._using():
+            while True:
+                want = self.handshake_step()
+                if want == HANDSHAKE_DONE:
+                    self.last_activity = _monotonic()
+                    return
+                events = READY_READ if want == READ else READY_WRITE
+                if not wait_fd(self.fd, events, deadline.remaining_ms()):
+                    if deadline.expired:
+                        raise TimeoutError(errno.ETIMEDOUT, "TLS handshake timed out")
+                    raise ConnectionAbortedError(errno.ECONNABORTED,
+                                                 "TLS handshake abandoned (socket closed)")
+
+    # -- reading (pump) -----------------------------------------------------------------------
+    def _on_ready(self, events: int) -> None:
+        if events == READ:  # the common case: data arrived
+            self.read_ready()
+            return
+        if events & WRITE:
+            self._write()
+        if events & (READ | ERRORS) and not self._closed:
+            if self.reading:
+                self.read_ready()  # recv tells what the error or hang-up was
+            elif events & ERRORS:
+                self._check_error()
+
+    def read_ready(self) -> None:
+        """The socket is readable: read once (what the pump calls; public for tests)."""
+        if not self.reading:
+            return
+        try:
+            size = self.read_size
+            data = self._recv(size)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._lost(eeDisconnect, exc, "recv")
+            return
+        if not data:
+            self.reading = False
+            self.update_interest()
+            protocol = self.protocol
+            if protocol is not None:
+                protocol.eof_received()
+            return
+        got = len(data)
+        if got == size:
+            if size < RECEIVE_CHUNK_MAX:
+                self.read_size = size * 4
+        elif got < RECEIVE_CHUNK < size:
+            self.read_size = RECEIVE_CHUNK
+        batch = self.batch
+        batch.seen = True
+        if got >= RECEIVE_CHUNK:
+            batch.streak += 1
+            if batch.streak == batch.after:
+                _batching.start(self)
+        else:
+            batch.streak = 0
+        self.last_activity = _monotonic()
+        protocol = self.protocol
+        if protocol is not None:
+            protocol.data_received(data)
+            if self.tls and self.reading and self.stream.pending():
+                assert self.pump is not None
+                self.pump.call_soon(self.read_ready)  # OpenSSL holds more than the kernel shows
+
+    def _check_error(self) -> None:
+        """The pump saw an error or hang-up while reading is off: end the connection now if the
+        kernel has an error; a plain hang-up waits for reading (stop watching until then)."""
+        err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        if err:
+            self._lost(eeDisconnect, OSError(err, os.strerror(err)), "recv")
+            return
+        self.watch_errors = False
+        self.update_interest()
+
+    def pause_reading(self) -> None:
+        """Stop reading from the kernel (the protocol's buffer is full, or it stopped)."""
+        if self.reading:
+            self.reading = False
+            self.update_interest()
+
+    def resume_reading(self) -> None:
+        """Read again."""
+        if not self.reading and not self.served_by_worker and not self._closed:
+            self.reading = True
+            self.watch_errors = True
+            self.update_interest()
+
+    def read_wait(self, size: int, deadline: Deadline) -> Optional[bytes]:
+        """A worker's (or ctBlocking caller's) read: wait for data until ``deadline``; returns
+        bytes, ``b''`` at the end of the stream, or None (time out, woken). Errors raise."""
+        with self._using():
+            while True:
+                if self._closed:
+                    return b""
+                try:
+                    data = self._recv(size)
+                except BlockingIOError:
+                    pass
+                else:
+                    if data:
+                        self.last_activity = _monotonic()
+                    return data
+                if not wait_fd(self.fd, READY_READ, deadline.remaining_ms()):
+                    return None  # the time ran out, or the thread was woken
+
+    def read_now(self, size: int) -> Optional[bytes]:
+        """Read without waiting: bytes, ``b''`` at the end, None when nothing is there."""
+        try:
+            data = self._recv(size)
+        except BlockingIOError:
+            return None
+        if data:
+            self.last_activity = _monotonic()
+        return data
+
+    def readable_wait(self, deadline: Deadline) -> bool:
+        """Wait until the socket is readable (data, end of stream or error) or ``deadline``."""
+        if self.tls and self.stream.pending():
+            return True
+        with self._using():
+            if self._closed:
+                return True
+            return bool(wait_fd(self.fd, READY_READ, deadline.remaining_ms()))
+
+    # -- writing ------------------------------------------------------------------------------
+    def send(self, buf: Any, view: memoryview) -> int:
+        """Accept what the queue's limit allows and send it without waiting (any thread);
+        returns the bytes accepted, -1 when none fit. Errors raise (the caller reports)."""
+        tx = self.tx
+        own = self.in_pump_thread()
+        with self.lock:
+            if own and not tx.items and not self.stream.has_output:
+                if tx.limit and len(view) > tx.limit:  # one call takes at most the limit
+                    view = view[:tx.limit]
+                n = len(view)
+                sent = self._send_direct(view)
+                if sent == n:
+                    return n
+                rest = view[sent:]
+                # keep a view of the caller's bytes only when all of them were accepted
+                whole = type(buf) is bytes and n == len(buf)
+                tx.append_rest(rest if whole else bytes(rest))
+            else:
+                n = tx.accept(buf, view)
+        if n > 0:
+            self._writer_needed(own)
+        return n
+
+    def _send_direct(self, view: memoryview) -> int:
+        try:
+            sent = self.stream.send(view)
+        except BlockingIOError:
+            return 0
+        self.last_activity = _monotonic()
+        return int(sent)
+
+    def _writer_needed(self, own: bool) -> None:
+        """Bytes wait in the queue: watch for writability (pump thread) or ask the pump to."""
+        if own:
+            self._ensure_registered()
+            self.update_interest()
+        elif not self._flush_posted and self.pump is not None:
+            self._flush_posted = True
+            self.pump.call_soon_threadsafe(self._posted_flush)
+
+    def _posted_flush(self) -> None:
+        self._flush_posted = False
+        if not self._closed:
+            self._ensure_registered()
+            self._write()
+
+    def _ensure_registered(self) -> None:
+        if not self._registered and not self._closed:
+            self.register(self._on_ready, 0)
+
+    def queue_stream(self, stream: QueuedStream, drop: bool) -> None:
+        """Queue a stream (SendStream) and start sending it (pump mode)."""
+        with self.lock:
+            self.tx.append_stream(stream, drop)
+        if self.in_pump_thread():
+            self._ensure_registered()
+            self._write()  # the first chunks go now, as SendBuf's would
+        else:
+            self._writer_needed(False)
+
+    def shutdown_write(self) -> None:
+        """FIN after everything queued (close_notify first under TLS)."""
+        with self.lock:
+            if self.tx.items:
+                self.tx.append_shutdown()
+                return
+            self.tx.shutdown_queued = True
+        self.stream.shutdown_write()
+        if self.stream.has_output and self.in_pump_thread():
+            self.update_interest()
+
+    def _write(self) -> None:
+        """Writable: flush the queue (and TLS output); report drained or a DROP marker."""
+        try:
+            with self.lock:
+                result = self.tx.flush(self._send_counted, self.stream.shutdown_write)
+                if result == DRAINED and self.stream.has_output and not self.stream.drain():
+                    result = BLOCKED
+        except OSError as exc:
+            self._lost(eeSend, exc, "send")
+            return
+        self.update_interest()
+        protocol = self.protocol
+        if protocol is None:  # a background flush after release
+            if result != BLOCKED:
+                self._finish_flush(graceful=True)
+            return
+        if result == DROP_REACHED:
+            protocol.drop_reached()
+        elif result == DRAINED and self.tx.write_notice_due():
+            protocol.write_drained()
+
+    def _send_counted(self, chunk: Any) -> int:
+        sent = self.stream.send(chunk)
+        self.last_activity = _monotonic()
+        return int(sent)
+
+    def send_wait(self, buf: Any, view: memoryview, deadline: Deadline) -> int:
+        """A waiting writer (worker, ctBlocking): queue all of ``view`` and wait until it went
+        out or ``deadline``; returns the bytes that went (or will go) out, 0 when the socket
+        was closed meanwhile. Errors raise."""
+        n = len(view)
+        with self.lock:
+            if not self.tx.items and not self.stream.has_output:
+                sent = self._send_direct(view)
+                if sent == n:
+                    return n
+                view = view[sent:]
+            item = self.tx.append_all(view if type(buf) is bytes else bytes(view))
+        with self._using():
+            while True:
+                with self.lock:
+                    if self._closed:
+                        return 0
+                    if self.tx.flush(self._send_counted, self.stream.shutdown_write) == DRAINED:
+                        self.stream.drain()
+                    if self.tx.sent_through(item):
+                        return n
+                # the time ran out, or the thread is being terminated: take back what is left
+                if not wait_fd(self.fd, READY_WRITE, deadline.remaining_ms()):
+                    with self.lock:
+                        return n - len(view) + self.tx.withdraw(item, len(view))
+
+    # -- errors and the end -------------------------------------------------------------------
+    def _lost(self, event: Any, exc: BaseException, api: str) -> None:
+        protocol = self.protocol
+        if protocol is None:  # a background flush failed: the peer is gone
+            self._finish_flush(graceful=False)
+            return
+        protocol.error_received(event, exc, api)
+
+    def release(self, graceful: bool) -> bool:
+        """The protocol lets go of this connection. Graceful with bytes still queued: flush
+        them in the background and return True (``flush_done`` follows); otherwise close now."""
+        self.reading = False
+        batch = self.batch
+        if batch.active:
+            _batching.stop(self)
+        flushing = graceful and (bool(self.tx.items) or self.stream.has_output) and \
+            self.pump is not None and not self._closed
+        self._owner = self.protocol if flushing else None
+        self.protocol = None
+        if flushing:
+            self.watch_errors = True
+            if self.in_pump_thread():
+                self._flush_in_background()
+            else:
+                assert self.pump is not None
+                self.pump.call_soon_threadsafe(self._flush_in_background)
+            if self._users:  # wake a worker blocked in a read; the writer side stays open
+                try:
+                    self.sock.shutdown(socket.SHUT_RD)
+                except OSError:
+                    pass
+            return True
+        self._close(graceful)
+        return False
+
+    def _flush_in_background(self) -> None:
+        if not self._closed:
+            self._ensure_registered()
+            self._set_handler(self._on_ready)
+            self.update_interest()
+            self._start_flush_timer()
+            self._write()
+
+    def _start_flush_timer(self) -> None:
+        from PySide6.QtCore import QTimer
+        timer = self._flush_timer = QTimer(self.pump)
+        timer.setSingleShot(True)
+        timer.timeout.connect(lambda: self._finish_flush(graceful=False))
+        timer.start(CLOSE_FLUSH_TIMEOUT_MS)
+
+    def detach(self) -> None:
+        """Do not tell the old protocol when the background flush ends (it reopened)."""
+        self._owner = None
+
+    def _finish_flush(self, graceful: bool) -> None:
+        if self._closed:
+            return
+        owner, self._owner = self._owner, None
+        self._close(graceful)
+        if owner is not None:
+            owner.flush_done()
+
+    def _close(self, graceful: bool) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        timer, self._flush_timer = self._flush_timer, None
+        if timer is not None:
+            timer.stop()
+            timer.deleteLater()
+        if self._registered and self.pump is not None:
+            self._registered = False
+            if self.pump.in_own_thread():
+                self.pump.unregister(self.fd)
+            else:
+                self.pump.call_soon_threadsafe(self.pump.unregister, self.fd)
+        with self.lock:
+            self.tx.discard()
+        if self._users:  # a thread waits on this socket: wake it; the last one out closes
+            try:
+                self.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            self._release_close = graceful
+            return
+        close_quietly(self.sock, graceful)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _using(self) -> "_Using":
+        return _Using(self)
+
+
+class _Using:
+    """A thread waits on the transport's socket: it is closed only once every waiter left."""
+
+    __slots__ = ("_t",)
+
+    def __init__(self, transport: Transport) -> None:
+        self._t = transport
+
+    def __enter__(self) -> None:
+        t = self._t
+        with t.lock:
+            t._users += 1
+
+    def __exit__(self, *exc: Any) -> None:
+        t = self._t
+        with t.lock:
+            t._users -= 1
+            close = t._users == 0 and t._release_close is not None
+            graceful = bool(t._release_close)
+            if close:
+                t._release_close = None
+        if close:
+            close_quietly(t.sock, graceful)
+

@@ -1,0 +1,112 @@
+"""Waiting on the network, for the threads that may wait: worker threads and ctBlocking callers.
+
+Every OS socket sockcomp makes is non-blocking; a "blocking" call is a non-blocking attempt
+followed by :func:`wait_fd` until the socket is ready, the deadline passes, or the calling
+thread is woken. The component's thread never calls it in stThreadBlocking mode (a handler
+works on buffers there), so it never freezes the GUI.
+
+A thread that must be woken from its waits (a ServerClientThread being terminated, or whose
+application just made room in a full receive buffer) registers a :class:`WakeUp` with
+:func:`set_thread_wake`; closing a socket from another thread wakes its waiters without one,
+by shutting the socket down first.
+"""
+from __future__ import annotations
+
+import os
+import select
+import threading
+import time
+from typing import Optional
+
+__all__ = ["WakeUp", "wait_fd", "set_thread_wake", "thread_wake", "READY_READ", "READY_WRITE",
+           "Deadline"]
+
+READY_READ = select.POLLIN | select.POLLPRI
+READY_WRITE = select.POLLOUT
+_HANGUP = select.POLLERR | select.POLLHUP | select.POLLNVAL
+
+_local = threading.local()
+
+
+class WakeUp:
+    """A flag another thread can raise to end a wait at once (an eventfd or a pipe)."""
+
+    def __init__(self) -> None:
+        if hasattr(os, "eventfd"):
+            self._r = self._w = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        else:  # pragma: no cover - platforms without eventfd
+            self._r, self._w = os.pipe()
+            os.set_blocking(self._r, False)
+            os.set_blocking(self._w, False)
+        self.fd = self._r
+
+    def set(self) -> None:
+        """Wake the thread now (and its next wait too, until :meth:`clear`)."""
+        try:
+            os.write(self._w, (1).to_bytes(8, "little"))
+        except OSError:
+            pass  # already signalled (pipe full), or closed
+
+    def clear(self) -> None:
+        """Take the signal back (the woken thread has seen it)."""
+        try:
+            while os.read(self._r, 64):
+                pass
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        for fd in {self._r, self._w}:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+
+def set_thread_wake(wake: Optional[WakeUp]) -> None:
+    """Make ``wake`` end the calling thread's waits (None: no such flag)."""
+    _local.wake = wake
+
+
+def thread_wake() -> Optional[WakeUp]:
+    """The calling thread's WakeUp, if it has one."""
+    return getattr(_local, "wake", None)
+
+
+class Deadline:
+    """Milliseconds left of a wait (``None``: no limit)."""
+
+    __slots__ = ("_end",)
+
+    def __init__(self, timeout_ms: Optional[float]) -> None:
+        self._end = None if timeout_ms is None or timeout_ms < 0 else \
+            time.monotonic() + timeout_ms / 1000
+
+    def remaining_ms(self) -> Optional[int]:
+        if self._end is None:
+            return None
+        return max(int((self._end - time.monotonic()) * 1000 + 0.999), 0)
+
+    @property
+    def expired(self) -> bool:
+        return self._end is not None and time.monotonic() >= self._end
+
+
+def wait_fd(fd: int, events: int, timeout_ms: Optional[int], use_wake: bool = True) -> int:
+    """Wait until ``fd`` is ready for ``events`` (READY_READ / READY_WRITE); returns the ready
+    bits (an error or hang-up counts as ready), 0 when the time ran out or the thread was
+    woken (``use_wake``). ``timeout_ms`` None waits without limit."""
+    poller = select.poll()
+    poller.register(fd, events)
+    wake = thread_wake() if use_wake else None
+    if wake is not None:
+        poller.register(wake.fd, select.POLLIN)
+    try:
+        ready = poller.poll(timeout_ms)
+    except OSError:
+        return events  # the descriptor went away: the next call reports it
+    result = 0
+    for ready_fd, bits in ready:
+        if ready_fd == fd:
+            result |= bits & (events | _HANGUP)
+    return result
