@@ -3,12 +3,17 @@
     python -m bench                      # everything, 3 interleaved runs, writes docs/benchmarks.md
     python -m bench --quick --only ping  # smoke run (small N, nothing written)
     python bench/run.py --only conc,idle --servers sockcomp-nb,asyncio-protocol --runs 5
+    python bench/run.py --only conc,conn --tree before=/work/before --no-write  # before/after
 
 Every server kind runs in its own process (bench/servers.py); one C load generator
 (bench/loadgen.c, compiled with gcc on first use) drives all of them identically over
-127.0.0.1. Each measurement starts a fresh server process. Runs are interleaved: round r
-runs every scenario over every server (in an order rotated per round), then round r+1; the
-table shows the median of the rounds. See bench/README.md for the scenarios.
+127.0.0.1. Each measurement starts a fresh server process, runs the scenario once against it
+as a warm-up (result discarded), then the measured pass against the same process (--cold:
+the old way, a single pass against the fresh process; --cold-too: both, cold in a table of
+its own). Runs are interleaved: round r runs every scenario over every server (in an order
+rotated per round), then round r+1; the table shows the median of the rounds. --tree
+NAME=PATH adds the sockcomp kinds again as KIND@NAME, importing sockcomp from PATH. See
+bench/README.md for the scenarios.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ import json
 import os
 import platform
 import random
+import re
 import shlex
 import shutil
 import socket
@@ -39,6 +45,7 @@ TH = "sockcomp-thread"
 ALL_SERVERS = [NB, OV, TH, "asyncio-protocol", "asyncio-streams", "uvloop-protocol",
                "uvloop-streams", "qtcp", "raw-notifier", "threading-tcpserver"]
 EXTRA_SERVERS = ["sockcomp-thread-sync"]  # on request (--servers)
+SOCKCOMP_KINDS = [NB, OV, TH, "sockcomp-thread-sync"]  # the kinds --tree adds as KIND@NAME
 THREADED = {TH, "sockcomp-thread-sync", "threading-tcpserver"}
 SCENARIOS = ["ping", "inproc", "bulk", "conc", "conn", "idle"]
 # kinds with an event loop the in-process client can share (servers.py --inproc)
@@ -74,6 +81,60 @@ METRICS = {
     "idle_p99": ("(5) 100 active beside the idle: p99 latency", "us", False),
     "idle_rate": ("(5) 100 active beside the idle: throughput", "msgs/s", True),
 }
+
+
+# ------------------------------------------------------------------------------ kinds, trees
+TREES: dict[str, str] = {}  # --tree NAME=PATH: the other sockcomp source trees, by name
+
+
+def base_kind(kind: str) -> str:
+    """``sockcomp-nb@before`` -> ``sockcomp-nb``: the kind servers.py runs."""
+    return kind.split("@", 1)[0]
+
+
+def tree_of(kind: str) -> Optional[str]:
+    """The source tree a kind imports sockcomp from; None for this tree."""
+    return TREES[kind.split("@", 1)[1]] if "@" in kind else None
+
+
+def server_env(kind: str) -> dict[str, str]:
+    """The environment of a server process: for ``KIND@NAME``, PYTHONPATH with that tree in
+    front and SOCKCOMP_BENCH_TREE naming it (servers.py puts it first on sys.path)."""
+    env = dict(os.environ)
+    env.pop("SOCKCOMP_BENCH_TREE", None)
+    tree = tree_of(kind)
+    if tree is not None:
+        env["SOCKCOMP_BENCH_TREE"] = tree
+        env["PYTHONPATH"] = tree + (os.pathsep + env["PYTHONPATH"]
+                                    if env.get("PYTHONPATH") else "")
+    return env
+
+
+def check_tree(kind: str, where: str) -> None:
+    """The sockcomp package a server imported (``where``, from its READY line) must be the
+    one of the tree its kind names."""
+    if not base_kind(kind).startswith("sockcomp"):
+        return
+    tree = tree_of(kind) or ROOT
+    want = os.path.realpath(os.path.join(tree, "sockcomp"))
+    if not where or os.path.realpath(where) != want:
+        raise RuntimeError(f"server {kind} imported sockcomp from {where or '?'}, "
+                           f"expected {want}")
+
+
+def tree_fingerprint(tree: str) -> str:
+    """sha1 (12 digits) over the tree's sockcomp/**/*.py: tells whether two trees differ."""
+    h = hashlib.sha1()
+    pkg = os.path.join(tree, "sockcomp")
+    for dirpath, dirnames, filenames in sorted(os.walk(pkg)):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+        for name in sorted(filenames):
+            if name.endswith(".py"):
+                path = os.path.join(dirpath, name)
+                h.update(os.path.relpath(path, pkg).encode() + b"\0")
+                with open(path, "rb") as f:
+                    h.update(f.read())
+    return h.hexdigest()[:12]
 
 
 # ------------------------------------------------------------------------------ helpers
@@ -114,7 +175,8 @@ def uvloop_available() -> bool:
 
 
 class Server:
-    """One server process of a kind; started fresh for every measurement."""
+    """One server process of a kind; started fresh for every measurement (which then runs
+    its warm-up and measured passes against this one process)."""
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -122,11 +184,19 @@ class Server:
         for _attempt in range(3):
             self.port = free_port()
             self.proc = subprocess.Popen(
-                [sys.executable, os.path.join(HERE, "servers.py"), kind, str(self.port)],
-                stdout=subprocess.PIPE, stderr=self.err, text=True, cwd=ROOT)
+                [sys.executable, os.path.join(HERE, "servers.py"), base_kind(kind),
+                 str(self.port)],
+                stdout=subprocess.PIPE, stderr=self.err, text=True, cwd=ROOT,
+                env=server_env(kind))
             line = self.proc.stdout.readline() if self.proc.stdout else ""
             if line.startswith("READY"):
-                self.pid = int(line.split()[1])
+                fields = line.split()
+                self.pid = int(fields[1])
+                try:
+                    check_tree(kind, fields[2] if len(fields) > 2 else "")
+                except RuntimeError:
+                    self.stop()
+                    raise
                 return
             self.proc.wait()
         raise RuntimeError(f"server {kind} did not start:\n{self.stderr()}")
@@ -174,52 +244,86 @@ def cpu_seconds(pid: int, threaded: bool = False) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def measure_inproc(kind: str, n: int) -> dict[str, float]:
-    """The in-process ping: ``servers.py KIND PORT --inproc N`` in a fresh process."""
-    cmd = [sys.executable, os.path.join(HERE, "servers.py"), kind, str(free_port()),
-           "--inproc", str(n)]
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=180)
-    lines = [ln for ln in res.stdout.splitlines() if ln.startswith("{")]
-    if res.returncode != 0 or not lines:
-        raise RuntimeError(f"inproc on {kind}: exit {res.returncode}\n{res.stderr[-3000:]}")
-    return {"ping_inproc": json.loads(lines[-1])["value"]}
+Result = dict[str, float]  # metric -> value
 
 
-def measure(exe: str, scenario: str, kind: str, p: dict) -> dict[str, float]:
-    """Run one scenario against a fresh server of ``kind``; metric -> value."""
+def median_of(results: list[Result]) -> Result:
+    return {m: statistics.median(r[m] for r in results) for m in results[0]}
+
+
+def measure_inproc(kind: str, n: int, warm: bool, passes: int
+                   ) -> tuple[Result, Optional[Result]]:
+    """The in-process ping: ``servers.py KIND PORT --inproc N --passes P`` in a fresh process;
+    warm: its first pass is the warm-up (discarded), the next ``passes`` are measured."""
+    total = passes + 1 if warm else 1
+    cmd = [sys.executable, os.path.join(HERE, "servers.py"), base_kind(kind), str(free_port()),
+           "--inproc", str(n), "--passes", str(total)]
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=180 * total,
+                         env=server_env(kind))
+    lines = [json.loads(ln) for ln in res.stdout.splitlines() if ln.startswith("{")]
+    if res.returncode != 0 or len(lines) != total:
+        raise RuntimeError(f"inproc on {kind}: exit {res.returncode}, {len(lines)} of {total} "
+                           f"passes\n{res.stderr[-3000:]}")
+    check_tree(kind, lines[0].get("sockcomp", ""))
+    each = [{"ping_inproc": ln["value"]} for ln in lines]
+    return (median_of(each[1:]), each[0]) if warm else (each[0], None)
+
+
+def one_pass(exe: str, scenario: str, server: "Server", p: dict) -> Result:
+    """Run one scenario once against a running server; metric -> value."""
+    threaded = base_kind(server.kind) in THREADED
+    if scenario == "ping":
+        cpu0 = cpu_seconds(server.pid, threaded)
+        r = loadgen(exe, "ping", HOST, server.port, p["n"], 64)
+        trips = p["n"] + max(p["n"] // 10, 200)  # the warm-up trips count too
+        return {"ping": r["value"],
+                "ping_cpu": (cpu_seconds(server.pid, threaded) - cpu0) / trips * 1e6}
+    if scenario == "bulk":
+        nbytes = p["mb"] * 1024 * 1024
+        cpu0 = cpu_seconds(server.pid, threaded)
+        one = loadgen(exe, "bulk", HOST, server.port + 1, nbytes, "sink")
+        cpu_one = cpu_seconds(server.pid, threaded) - cpu0
+        echo = loadgen(exe, "bulk", HOST, server.port, nbytes, "echo")
+        return {"bulk_oneway": one["value"], "bulk_echo": echo["value"],
+                "bulk_cpu": cpu_one / (nbytes / 2**30)}
+    if scenario == "conc":
+        r = loadgen(exe, "conc", HOST, server.port, p["clients"], p["msgs"], 64)
+        return {"conc": r["value"]}
+    if scenario == "conn":
+        r = loadgen(exe, "conn", HOST, server.port, p["count"], p["inflight"], 64)
+        return {"conn": r["value"]}
+    if scenario == "idle":
+        r = loadgen(exe, "idle", HOST, server.port, p["idle"], p["active"], p["msgs"], 64,
+                    server.pid)
+        return {"idle_kb": r["value"], "idle_p50": r["p50_us"], "idle_p99": r["p99_us"],
+                "idle_rate": r["active_msg_per_s"]}
+    raise ValueError(scenario)
+
+
+def measure(exe: str, scenario: str, kind: str, p: dict, warm: bool = True,
+            passes: int = 1) -> tuple[Result, Optional[Result]]:
+    """One measurement of ``scenario`` on ``kind``: a fresh server process; when ``warm``, one
+    warm-up pass of the same scenario with the same parameters against it (its result is
+    returned second, for the record, and is not part of the figures), then ``passes``
+    measured passes against the same process (their median is returned first). Not warm: the
+    one pass against the fresh process (the cold figure). ``idle`` is always one pass: the
+    load generator warms the server with 8 clients itself, and a second pass would measure
+    the RSS of a server that has held 10,000 connections already."""
     if scenario == "inproc":
-        return measure_inproc(kind, p["n"])
+        return measure_inproc(kind, p["n"], warm, passes)
     if scenario == "bulk" and p.get("repeat", 1) > 1:
-        each = [measure(exe, scenario, kind, {**p, "repeat": 1}) for _ in range(p["repeat"])]
-        return {m: statistics.median(r[m] for r in each) for m in each[0]}
+        # the median of `repeat` fresh servers, each warmed with a transfer each way first
+        each = [measure(exe, scenario, kind, {**p, "repeat": 1}, warm, passes)
+                for _ in range(p["repeat"])]
+        warmups = [w for _r, w in each if w is not None]
+        return median_of([r for r, _w in each]), median_of(warmups) if warmups else None
     server = Server(kind)
     try:
-        if scenario == "ping":
-            cpu0 = cpu_seconds(server.pid, kind in THREADED)
-            r = loadgen(exe, "ping", HOST, server.port, p["n"], 64)
-            trips = p["n"] + max(p["n"] // 10, 200)  # the warm-up trips count too
-            return {"ping": r["value"],
-                    "ping_cpu": (cpu_seconds(server.pid, kind in THREADED) - cpu0) / trips * 1e6}
-        if scenario == "bulk":
-            nbytes = p["mb"] * 1024 * 1024
-            cpu0 = cpu_seconds(server.pid, kind in THREADED)
-            one = loadgen(exe, "bulk", HOST, server.port + 1, nbytes, "sink")
-            cpu_one = cpu_seconds(server.pid, kind in THREADED) - cpu0
-            echo = loadgen(exe, "bulk", HOST, server.port, nbytes, "echo")
-            return {"bulk_oneway": one["value"], "bulk_echo": echo["value"],
-                    "bulk_cpu": cpu_one / (nbytes / 2**30)}
-        if scenario == "conc":
-            r = loadgen(exe, "conc", HOST, server.port, p["clients"], p["msgs"], 64)
-            return {"conc": r["value"]}
-        if scenario == "conn":
-            r = loadgen(exe, "conn", HOST, server.port, p["count"], p["inflight"], 64)
-            return {"conn": r["value"]}
         if scenario == "idle":
-            r = loadgen(exe, "idle", HOST, server.port, p["idle"], p["active"], p["msgs"], 64,
-                        server.pid)
-            return {"idle_kb": r["value"], "idle_p50": r["p50_us"], "idle_p99": r["p99_us"],
-                    "idle_rate": r["active_msg_per_s"]}
-        raise ValueError(scenario)
+            return one_pass(exe, scenario, server, p), None
+        warmup = one_pass(exe, scenario, server, p) if warm else None
+        results = [one_pass(exe, scenario, server, p) for _ in range(passes if warm else 1)]
+        return median_of(results), warmup
     except Exception as exc:
         raise RuntimeError(
             f"{scenario} on {kind}: {exc}\nserver stderr:\n{server.stderr()}") from exc
@@ -229,9 +333,9 @@ def measure(exe: str, scenario: str, kind: str, p: dict) -> dict[str, float]:
 
 def servers_for(scenario: str, servers: list[str]) -> list[str]:
     if scenario == "idle":  # one non-blocking server holding them all: no thread-per-connection
-        return [s for s in servers if s not in THREADED]
+        return [s for s in servers if base_kind(s) not in THREADED]
     if scenario == "inproc":  # needs an event loop to share with the client
-        return [s for s in servers if s in INPROC_SERVERS]
+        return [s for s in servers if base_kind(s) in INPROC_SERVERS]
     return servers
 
 
@@ -362,8 +466,23 @@ def goals(med: dict) -> list[tuple[str, str, str]]:
     return out
 
 
+def method(args) -> str:
+    """How each measurement was taken, for the write-up."""
+    if args.cold:
+        return ("a fresh server process per measurement and a single pass against it "
+                "(--cold: the server is measured cold, its first pass)")
+    passes = (f"the median of {args.passes} measured passes" if args.passes > 1
+              else "the measured pass")
+    return ("a fresh server process per measurement, then one warm-up pass of the same "
+            "scenario with the same parameters against it (result discarded; for bulk each "
+            "of the fresh servers is warmed with a transfer each way; idle keeps the load "
+            f"generator's own 8-client warm-up), then {passes} against the same process")
+
+
 def report(args, p: dict, med: dict, raw: dict, servers: list[str], info: dict,
-           load_before: str, load_after: str, elapsed: float, command: str) -> str:
+           load_before: str, load_after: str, elapsed: float, command: str,
+           med_cold: Optional[dict] = None, raw_cold: Optional[dict] = None,
+           trees: Optional[dict[str, str]] = None) -> str:
     quiet = _first_load(load_before) < QUIET_LOAD
     lines = [
         "# sockcomp benchmarks",
@@ -382,10 +501,21 @@ def report(args, p: dict, med: dict, raw: dict, servers: list[str], info: dict,
         "Machine: " + "; ".join(f"{k} {v}" for k, v in info.items()) + ".",
         "",
         "Parameters: " + "; ".join(f"{k} {v}" for k, v in p.items())
-        + f"; median of {args.runs} interleaved runs, a fresh server process per measurement."
+        + f"; median of {args.runs} interleaved runs; {method(args)}."
         " Ratios are sockcomp ÷ server (for latency and KB/conn lower is better, so a ratio "
         "below 1 is sockcomp ahead).",
         "",
+    ]
+    if trees:
+        lines += ["Source trees: `sockcomp-*` is this tree, " + ", ".join(
+            f"`sockcomp-*@{name}` is {path}" for name, path in trees.items() if name)
+            + " (each imported by its server process through PYTHONPATH; servers.py is this "
+            "tree's). sockcomp/ sources, sha1 of the .py files: " + "; ".join(
+                f"{name or 'this tree'} {tree_fingerprint(path)}"
+                for name, path in trees.items())
+            + ". In a `sockcomp-*@NAME` row the ratio columns compare this tree with that "
+            "one.", ""]
+    lines += [
         "## Goals (issue 8)",
         "",
         "| goal | measured | verdict |",
@@ -394,7 +524,30 @@ def report(args, p: dict, med: dict, raw: dict, servers: list[str], info: dict,
     for goal, measured, verdict in goals(med):
         lines.append(f"| {goal} | {measured} | {verdict} |")
     lines += ["", "## Results", "", tables(med, raw, servers)]
+    if med_cold:
+        lines += ["## Cold: a fresh server process, first pass", "",
+                  "The same scenarios measured the old way, in the same interleaved runs: a "
+                  "fresh server process and a single pass against it, no warm-up. The idle "
+                  "scenario is measured the same way in both modes and is in the table above "
+                  "only.", "", tables(med_cold, raw_cold or {}, servers)]
     return "\n".join(lines)
+
+
+def summary(med: dict, servers: list[str], title: str) -> str:
+    """A compact console table of the medians: a row per server, a column per metric."""
+    metrics = [m for m in METRICS if m in med]
+    if not metrics:
+        return ""
+    width = max(len(s) for s in servers) + 2
+    cols = [max(len(m), 10) for m in metrics]
+    out = [title, "".ljust(width)
+           + "  ".join(m.rjust(c) for m, c in zip(metrics, cols, strict=True))]
+    for s in servers:
+        if not any(s in med[m] for m in metrics):
+            continue
+        out.append(s.ljust(width) + "  ".join(fmt(med[m].get(s)).rjust(c)
+                                              for m, c in zip(metrics, cols, strict=True)))
+    return "\n".join(out)
 
 
 def write_doc(path: str, text: str) -> None:
@@ -409,6 +562,21 @@ def write_doc(path: str, text: str) -> None:
 
 
 # ------------------------------------------------------------------------------ main
+def parse_trees(ap: argparse.ArgumentParser, specs: list[str]) -> dict[str, str]:
+    trees: dict[str, str] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or not path:
+            ap.error(f"--tree {spec!r}: expected NAME=PATH (NAME of letters, digits, _ . -)")
+        path = os.path.abspath(os.path.expanduser(path))
+        if not os.path.isfile(os.path.join(path, "sockcomp", "__init__.py")):
+            ap.error(f"--tree {spec!r}: no sockcomp/__init__.py under {path}")
+        if name in trees:
+            ap.error(f"--tree {name!r} given twice")
+        trees[name] = path
+    return trees
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small N, fast smoke run")
@@ -416,8 +584,20 @@ def main(argv: Optional[list[str]] = None) -> int:
                     help=f"comma-separated scenarios ({','.join(SCENARIOS)})")
     ap.add_argument("--servers", default="",
                     help=f"comma-separated server kinds (default: all installed; extra: "
-                         f"{','.join(EXTRA_SERVERS)})")
+                         f"{','.join(EXTRA_SERVERS)}; KIND@NAME for a --tree)")
     ap.add_argument("--runs", type=int, default=None, help="interleaved runs (default 3; 1 quick)")
+    ap.add_argument("--passes", type=int, default=1,
+                    help="measured passes per server process after the warm-up; a run's "
+                         "figure is their median (default 1)")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--cold", action="store_true",
+                      help="no warm-up: a fresh server process and a single pass (the old way)")
+    mode.add_argument("--cold-too", action="store_true",
+                      help="measure warm and cold in the same interleaved runs; cold figures "
+                           "in a table of their own")
+    ap.add_argument("--tree", action="append", default=[], metavar="NAME=PATH",
+                    help="also run the sockcomp kinds with sockcomp imported from the source "
+                         "tree PATH, as KIND@NAME (repeatable): e.g. before=/work/before")
     ap.add_argument("--out", default=None,
                     help="markdown report path (default docs/benchmarks.md; not with --quick)")
     ap.add_argument("--no-write", action="store_true", help="print only")
@@ -425,6 +605,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = ap.parse_args(argv)
     if args.runs is None:
         args.runs = 1 if args.quick else 3
+    if args.runs < 1 or args.passes < 1:
+        ap.error("--runs and --passes must be at least 1")
+    if args.cold and args.passes != 1:
+        ap.error("--passes needs the warm mode (not --cold)")
+    TREES.clear()
+    TREES.update(parse_trees(ap, args.tree))
     scenarios = [s for s in args.only.split(",") if s]
     for s in scenarios:
         if s not in SCENARIOS:
@@ -432,11 +618,25 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.servers:
         servers = [s for s in args.servers.split(",") if s]
         for s in servers:
-            if s not in ALL_SERVERS + EXTRA_SERVERS:
+            base, at, name = s.partition("@")
+            if base not in ALL_SERVERS + EXTRA_SERVERS:
                 ap.error(f"unknown server {s!r}")
+            if at and (base not in SOCKCOMP_KINDS or name not in TREES):
+                ap.error(f"{s!r}: KIND@NAME needs a sockcomp kind and --tree {name}=PATH")
+        explicit = any("@" in s for s in servers)
     else:
         servers = [s for s in ALL_SERVERS if uvloop_available() or not s.startswith("uvloop")]
+        explicit = False
+    if not explicit:  # each sockcomp kind is followed by its KIND@NAME for every --tree
+        servers = [k for s in servers for k in
+                   [s] + ([f"{s}@{name}" for name in TREES] if s in SOCKCOMP_KINDS else [])]
+    if len(set(servers)) != len(servers):
+        ap.error("a server kind is listed twice")
     p = {s: PARAMS[s][1 if args.quick else 0] for s in scenarios}
+    # the passes of one round: (label, warm); --cold-too measures both
+    modes = [("cold", False)] if args.cold else [("warm", True)]
+    if args.cold_too:
+        modes.append(("cold", False))
 
     command = "python -m bench" + "".join(f" {shlex.quote(a)}" for a in (argv or sys.argv[1:]))
     exe = build_loadgen()
@@ -444,28 +644,63 @@ def main(argv: Optional[list[str]] = None) -> int:
     load_before = loadavg()
     t_start = time.monotonic()
     print(f"sockcomp bench: scenarios {', '.join(scenarios)}; servers {', '.join(servers)}; "
-          f"{args.runs} run(s); load average {load_before}", flush=True)
-    raw: dict[str, dict[str, list[float]]] = {}
+          f"{args.runs} run(s); " + " and ".join(label for label, _w in modes)
+          + (f", {args.passes} measured passes" if args.passes > 1 else "")
+          + f"; load average {load_before}", flush=True)
+    for name, path in TREES.items():
+        print(f"  tree {name}: {path} (sockcomp sha1 {tree_fingerprint(path)}; this tree "
+              f"{tree_fingerprint(ROOT)})", flush=True)
+    # label -> metric -> kind -> values of the runs
+    raw: dict[str, dict[str, dict[str, list[float]]]] = {label: {} for label, _w in modes}
+    warmups: dict[str, dict[str, list[float]]] = {}  # the discarded warm-up passes
     for rnd in range(args.runs):
         for scenario in scenarios:
             kinds = servers_for(scenario, servers)
             shift = rnd % len(kinds) if kinds else 0
+            # with --cold-too, alternate per round which of the two goes first
+            order = modes if rnd % 2 == 0 else modes[::-1]
             for kind in kinds[shift:] + kinds[:shift]:
-                t0 = time.monotonic()
-                res = measure(exe, scenario, kind, p[scenario])
-                for metric, value in res.items():
-                    raw.setdefault(metric, {}).setdefault(kind, []).append(value)
-                shown = ", ".join(f"{m} {fmt(v)}" for m, v in res.items())
-                print(f"  run {rnd + 1}/{args.runs} {scenario:5} {kind:22} {shown} "
-                      f"({time.monotonic() - t0:.1f} s)", flush=True)
-    med = {m: {k: statistics.median(v) for k, v in per.items()} for m, per in raw.items()}
+                for label, warm in order:
+                    if label == "cold" and len(modes) > 1 and scenario == "idle":
+                        continue  # idle is the same measurement in both modes
+                    t0 = time.monotonic()
+                    res, wu = measure(exe, scenario, kind, p[scenario], warm, args.passes)
+                    for metric, value in res.items():
+                        raw[label].setdefault(metric, {}).setdefault(kind, []).append(value)
+                    for metric, value in (wu or {}).items():
+                        warmups.setdefault(metric, {}).setdefault(kind, []).append(value)
+                    shown = ", ".join(f"{m} {fmt(v)}" for m, v in res.items())
+                    if wu:
+                        shown += " (warm-up pass: " + ", ".join(
+                            f"{fmt(v)}" for v in wu.values()) + ")"
+                    print(f"  run {rnd + 1}/{args.runs} {label} {scenario:6} {kind:28} {shown} "
+                          f"({time.monotonic() - t0:.1f} s)", flush=True)
+    med_all = {label: {m: {k: statistics.median(v) for k, v in per.items()}
+                       for m, per in by.items()} for label, by in raw.items()}
+    primary = modes[0][0]
+    med, raw_main = med_all[primary], raw[primary]
+    med_cold = med_all.get("cold") if len(modes) > 1 else None
+    raw_cold = raw.get("cold") if len(modes) > 1 else None
     elapsed = time.monotonic() - t_start
-    text = report(args, p, med, raw, servers, info, load_before, loadavg(), elapsed, command)
+    trees = {"": ROOT, **TREES} if TREES else None
+    text = report(args, p, med, raw_main, servers, info, load_before, loadavg(), elapsed,
+                  command, med_cold, raw_cold, trees)
     print()
     print(text)
+    # last, where a focused run's reader looks: the medians in a compact table
+    print()
+    print(summary(med, servers, f"Medians ({primary}, {args.runs} run(s)):"))
+    if med_cold:
+        print()
+        print(summary(med_cold, servers, f"Medians (cold, {args.runs} run(s)):"))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"params": p, "raw": raw, "median": med, "machine": info,
+            json.dump({"params": p, "mode": primary, "cold_too": bool(args.cold_too),
+                       "passes": args.passes, "servers": servers,
+                       "trees": {n: {"path": t, "sockcomp_sha1": tree_fingerprint(t)}
+                                 for n, t in ({"this": ROOT, **TREES}).items()},
+                       "raw": raw_main, "median": med, "warmup": warmups,
+                       "raw_cold": raw_cold, "median_cold": med_cold, "machine": info,
                        "loadavg": [load_before, loadavg()], "command": command}, f, indent=1)
     out = args.out or (None if args.quick or args.no_write
                        else os.path.join(ROOT, "docs", "benchmarks.md"))

@@ -1,11 +1,16 @@
 """Echo servers for the benchmark suite, one kind per process.
 
     python bench/servers.py KIND PORT      # echo on 127.0.0.1:PORT, sink on PORT+1
-    python bench/servers.py KIND PORT --inproc N   # in-process ping, prints one JSON line
+    python bench/servers.py KIND PORT --inproc N [--passes P]
+                                           # in-process ping: P passes in the one process
+                                           # (default 1), one JSON line each
+    SOCKCOMP_BENCH_TREE=/path/to/other/tree python bench/servers.py sockcomp-nb PORT
+                                           # the same server on another tree's sockcomp
 
 Every server listens on two ports: ``PORT`` echoes what it receives, ``PORT+1`` reads and
 discards (the "one way" bulk test). Both close the connection when the client finishes
-sending. When both are listening the process prints ``READY <pid>`` on stdout; it runs until
+sending. When both are listening the process prints ``READY <pid>`` on stdout (followed, for
+the sockcomp kinds, by the directory of the ``sockcomp`` package it imported); it runs until
 it is terminated (SIGTERM). Every server sets TCP_NODELAY on accepted connections and uses a
 listen backlog of 4096, so the kinds differ only in their I/O machinery.
 
@@ -14,7 +19,17 @@ cost of an event loop and its callbacks, without a second process's wake-up late
 client runs in the server's own thread and event loop: a non-blocking socket watched by the
 loop's own readiness primitive (a ``QSocketNotifier`` for the Qt kinds, ``loop.add_reader`` for
 the asyncio kinds), doing N sequential 64-byte round trips after N/10 (>= 200) warm-up trips.
-Thread-per-connection kinds have no loop to share and do not support it.
+Thread-per-connection kinds have no loop to share and do not support it. ``--passes P`` runs
+that client P times one after the other in the same process (bench/run.py's warm-up: the
+first pass is discarded).
+
+``sockcomp`` is imported from the tree named by the environment variable
+``SOCKCOMP_BENCH_TREE`` when it is set (bench/run.py's ``--tree NAME=PATH``), else from the
+tree this file is in. Whatever the tree, the servers below use only sockcomp's public API
+(``ServerSocket`` with ``Loaded``/``ServerType``/``Address``/``Port``/``Open``/``Close``,
+``OnClientRead``/``OnClientError``/``OnGetThread``, the dispatch methods ``ClientRead`` and
+``ClientErrorEvent``, ``ServerClientThread.ClientExecute``/``ClientSocket``/``Terminated``,
+``WinSocketStream.Read``/``Write``, ``SendBuf``/``ReceiveBytes``/``Connected``/``Close``).
 
 Kinds: sockcomp-nb, sockcomp-nb-override, sockcomp-thread, sockcomp-thread-sync,
 asyncio-protocol, asyncio-streams, uvloop-protocol, uvloop-streams, qtcp, raw-notifier,
@@ -45,6 +60,7 @@ def _raise_nofile() -> None:
 
 
 INPROC = 0  # --inproc N: run the in-process ping client instead of serving the load generator
+INPROC_PASSES = 1  # --passes P: that many in-process ping passes, one after the other
 MSG = 64
 
 
@@ -52,18 +68,25 @@ def _ready(port: int = 0) -> None:
     if INPROC:
         _qt_inproc_ping(port)
         return
-    sys.stdout.write(f"READY {os.getpid()}\n")
+    where = _sockcomp_dir()
+    sys.stdout.write(f"READY {os.getpid()}{' ' + where if where else ''}\n")
     sys.stdout.flush()
+
+
+def _sockcomp_dir() -> str:
+    """The directory of the sockcomp package this process imported ('' if none)."""
+    path = getattr(sys.modules.get("sockcomp"), "__file__", None)
+    return os.path.dirname(os.path.abspath(path)) if path else ""
 
 
 class _PingClient:
     """The in-process client: ``on_readable`` is called by the loop when a reply arrived."""
 
-    def __init__(self, port: int, n: int, done) -> None:
+    def __init__(self, port: int, n: int, done, pass_no: int = 1) -> None:
         self.sock = socket.create_connection((HOST, port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock.setblocking(False)
-        self.n, self.done = n, done
+        self.n, self.done, self.pass_no = n, done, pass_no
         self.warm = max(n // 10, 200)
         self.trips = self.pending = 0
         self.t0 = 0.0
@@ -89,7 +112,9 @@ class _PingClient:
         elif self.trips == self.warm + self.n:
             seconds = _perf_counter() - self.t0
             sys.stdout.write(json.dumps({"value": self.n / seconds, "unit": "rt/s",
-                                         "us_per_rt": seconds / self.n * 1e6}) + "\n")
+                                         "us_per_rt": seconds / self.n * 1e6,
+                                         "pass": self.pass_no,
+                                         "sockcomp": _sockcomp_dir()}) + "\n")
             sys.stdout.flush()
             self.done()
             return
@@ -99,27 +124,30 @@ class _PingClient:
 _inproc_alive: list = []  # the in-process client and its notifier, kept for the loop's life
 
 
-def _qt_inproc_ping(port: int) -> None:
-    from PySide6.QtCore import QCoreApplication, QSocketNotifier
+def _qt_inproc_ping(port: int, pass_no: int = 1) -> None:
+    from PySide6.QtCore import QCoreApplication, QSocketNotifier, QTimer
     app = QCoreApplication.instance()
 
     def done() -> None:
         notifier.setEnabled(False)
         client.sock.close()
-        app.quit()
+        if pass_no < INPROC_PASSES:  # the next pass, once this callback has returned
+            QTimer.singleShot(0, lambda: _qt_inproc_ping(port, pass_no + 1))
+        else:
+            app.quit()
 
-    client = _PingClient(port, INPROC, done)
+    client = _PingClient(port, INPROC, done, pass_no)
     notifier = QSocketNotifier(client.sock.fileno(), QSocketNotifier.Type.Read, app)
     notifier.activated.connect(client.on_readable)
     client.start()
     _inproc_alive.append((client, notifier))
 
 
-async def _asyncio_inproc_ping(port: int) -> None:
+async def _asyncio_inproc_ping(port: int, pass_no: int = 1) -> None:
     import asyncio
     loop = asyncio.get_running_loop()
     finished = loop.create_future()
-    client = _PingClient(port, INPROC, lambda: finished.set_result(None))
+    client = _PingClient(port, INPROC, lambda: finished.set_result(None), pass_no)
     fd = client.sock.fileno()
     loop.add_reader(fd, client.on_readable)
     client.start()
@@ -153,6 +181,10 @@ def serve_sockcomp_nb(port: int, override: bool = False) -> None:
     applications do. ``override``: the same handlers as overridden dispatch methods of a
     ServerSocket subclass (ClientRead, ClientErrorEvent), which skips the Qt signal."""
     from sockcomp import ServerSocket, stNonBlocking
+    if override and not callable(getattr(ServerSocket, "ClientRead", None)):
+        # a tree from before the dispatch methods: the subclass would never echo
+        sys.exit("sockcomp-nb-override: this sockcomp's ServerSocket has no ClientRead "
+                 "dispatch method to override")
 
     class EchoServer(ServerSocket):
         def ClientRead(self, Socket):
@@ -279,7 +311,8 @@ def _run_asyncio(port: int, streams: bool, use_uvloop: bool) -> None:
             s1 = await loop.create_server(Echo, HOST, port, backlog=BACKLOG)
             s2 = await loop.create_server(Sink, HOST, port + 1, backlog=BACKLOG)
         if INPROC:
-            await _asyncio_inproc_ping(port)
+            for pass_no in range(1, INPROC_PASSES + 1):
+                await _asyncio_inproc_ping(port, pass_no)
         else:
             _ready()
             await stop
@@ -472,15 +505,26 @@ INPROC_KINDS = {"sockcomp-nb", "sockcomp-nb-override", "asyncio-protocol", "asyn
 
 
 def main(argv: list[str]) -> None:
-    global INPROC
-    if len(argv) == 4 and argv[2] == "--inproc" and argv[0] in INPROC_KINDS:
-        INPROC = int(argv[3])
-        argv = argv[:2]
+    global INPROC, INPROC_PASSES
+    usage = (f"usage: servers.py {{{','.join(KINDS)}}} PORT [--inproc N [--passes P]]  "
+             f"(--inproc: {', '.join(sorted(INPROC_KINDS))})")
+    try:
+        if len(argv) in (4, 6) and argv[2] == "--inproc" and argv[0] in INPROC_KINDS:
+            INPROC = int(argv[3])
+            if len(argv) == 6:
+                if argv[4] != "--passes":
+                    sys.exit(usage)
+                INPROC_PASSES = max(1, int(argv[5]))
+            argv = argv[:2]
+    except ValueError:
+        sys.exit(usage)
     if len(argv) != 2 or argv[0] not in KINDS:
-        sys.exit(f"usage: servers.py {{{','.join(KINDS)}}} PORT [--inproc N]  "
-                 f"(--inproc: {', '.join(sorted(INPROC_KINDS))})")
+        sys.exit(usage)
     _raise_nofile()
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+    # sockcomp from the tree run.py names (--tree NAME=PATH), else from this file's tree
+    tree = os.environ.get("SOCKCOMP_BENCH_TREE") or \
+        os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    sys.path.insert(0, os.path.abspath(tree))
     KINDS[argv[0]](int(argv[1]))
 
 
