@@ -90,10 +90,59 @@ _FIELDS: dict[str, tuple[Any, Callable[[Any], Any]]] = {
 }
 
 
+#: What each setting means (the docstring of the socket's and the components' property).
+DOCS = {
+    "Encoding": "Text encoding of SendText/ReceiveText/SendLine and lines (default 'utf-8').",
+    "AllowHalfClose": "When the peer finishes sending, fire OnHalfClose (OnClientHalfClose) "
+                      "and keep the connection open until the application closes it "
+                      "(beyond the VCL). Default False: the peer's FIN fires OnDisconnect, with "
+                      "the socket still writable inside it.",
+    "Framing": "fmNone (raw bytes: OnRead/ReceiveText), fmLine or fmPacket: one event per "
+               "message (OnLineReceived / OnPacketReceived; server: OnClient…). Beyond the VCL.",
+    "LineEnd": "What ends a line in fmLine mode and after SendLine (default '\\n').",
+    "MaxFrameSize": "Longest line or packet accepted, in bytes (default 1 MiB); longer is "
+                    "OnError(eeReceive, 10040).",
+    "FrameOverflow": "foClose (default): an oversized message is OnError(eeReceive, 10040) "
+                     "and the connection closes; foDiscard: reported, then skipped.",
+    "SendQueueLimit": "Most bytes queued per connection (0: no limit). A send in the "
+                      "component's thread accepts what fits and returns that count, -1 when "
+                      "nothing fits; a waiting sender (worker, ctBlocking) waits instead.",
+    "SendQueueLowWater": "OnWrite fires when the send queue has drained to this many bytes "
+                         "(default 0: empty).",
+    "IdleTimeout": "Milliseconds without traffic (a TLS handshake included) after which the "
+                   "connection is closed with OnError(eeGeneral, 10060); 0: never.",
+    "HandshakeTimeout": "Milliseconds a TLS handshake may take (default 60000; 0: no limit); "
+                        "expiry is OnError(eeConnect, 10060). A client's ConnectTimeout, when "
+                        "set, covers the handshake too.",
+    "KeepAlive": "TCP keepalive probes detect a vanished peer: OnError(eeDisconnect, 10060), "
+                 "then OnDisconnect.",
+    "KeepAliveTime": "ms without traffic before the first keepalive probe (default 30000; "
+                     "rounded up to whole seconds on Linux and macOS, and read back rounded).",
+    "KeepAliveInterval": "ms between keepalive probes (default 5000; rounded up to whole "
+                         "seconds on Linux and macOS).",
+    "KeepAliveCount": "Unanswered probes before the peer is declared gone (default 4; "
+                      "1..127).",
+}
+
+
 class ConnectionSettings:
     """The per-connection settings (see :data:`_FIELDS` for names and defaults)."""
 
     __slots__ = tuple(_FIELDS)
+    Encoding: str
+    AllowHalfClose: bool
+    Framing: FramingMode
+    LineEnd: str
+    MaxFrameSize: int
+    FrameOverflow: FrameOverflow
+    SendQueueLimit: int
+    SendQueueLowWater: int
+    IdleTimeout: int
+    HandshakeTimeout: int
+    KeepAlive: bool
+    KeepAliveTime: int
+    KeepAliveInterval: int
+    KeepAliveCount: int
 
     def __init__(self) -> None:
         for name, (default, _) in _FIELDS.items():
@@ -120,11 +169,8 @@ class Setting:
     """A property of a socket object stored in its ``settings`` (a ConnectionSettings); the
     owner's ``_settings_changed(name)`` runs after each change."""
 
-    def __init__(self, doc: str) -> None:
-        self.__doc__ = doc
-        self.name = ""
-
-    def __set_name__(self, owner: type, name: str) -> None:
+    def __init__(self, name: str) -> None:
+        self.__doc__ = DOCS[name]
         self.name = name
 
     def __get__(self, obj: Any, owner: Optional[type] = None) -> Any:

@@ -32,7 +32,6 @@ from . import _batching
 from ._pump import ERRORS, READ, WRITE, Pump
 from ._sendqueue import BLOCKED, DRAINED, DROP_REACHED, RECEIVE_CHUNK, QueuedStream, SendQueue
 from ._tls import HANDSHAKE_DONE, TLSStream
-from ._waits import READY_READ, READY_WRITE, Deadline, wait_fd
 from .enums import eeConnect, eeDisconnect, eeSend
 
 __all__ = ["Transport", "RECEIVE_CHUNK_MAX", "CLOSE_FLUSH_TIMEOUT_MS", "close_quietly"]
@@ -201,18 +200,6 @@ class Transport:
         if protocol is not None:
             protocol.connect_done(err)
 
-    def connect_wait(self, sockaddr: Any, deadline: Deadline) -> int:
-        """Connect, waiting until ``deadline``; returns 0 or an errno (ETIMEDOUT on time-out)."""
-        err = self.sock.connect_ex(sockaddr)
-        if err not in _CONNECT_PENDING:
-            return err
-        with self._using():
-            while True:
-                if wait_fd(self.fd, READY_WRITE, deadline.remaining_ms(), use_wake=False):
-                    return self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                if deadline.expired or self._closed:
-                    return errno.ETIMEDOUT
-
     def start_reading(self) -> None:
         """The connection is up: read when the pump says so (pump mode)."""
         if self.served_by_worker:
@@ -265,22 +252,6 @@ class Transport:
             return
         self._handshake_want = want
         self.update_interest()
-
-    def handshake_wait(self, deadline: Deadline) -> None:
-        """Run the whole handshake in this thread, waiting until ``deadline``; raises OSError
-        (TimeoutError when the time runs out) or ssl.SSLError."""
-        with self._using():
-            while True:
-                want = self.handshake_step()
-                if want == HANDSHAKE_DONE:
-                    self.last_activity = _monotonic()
-                    return
-                events = READY_READ if want == READ else READY_WRITE
-                if not wait_fd(self.fd, events, deadline.remaining_ms()):
-                    if deadline.expired:
-                        raise TimeoutError(errno.ETIMEDOUT, "TLS handshake timed out")
-                    raise ConnectionAbortedError(errno.ECONNABORTED,
-                                                 "TLS handshake abandoned (socket closed)")
 
     # -- reading (pump) -----------------------------------------------------------------------
     def _on_ready(self, events: int) -> None:
@@ -359,42 +330,9 @@ class Transport:
             self.watch_errors = True
             self.update_interest()
 
-    def read_wait(self, size: int, deadline: Deadline) -> Optional[bytes]:
-        """A worker's (or ctBlocking caller's) read: wait for data until ``deadline``; returns
-        bytes, ``b''`` at the end of the stream, or None (time out, woken). Errors raise."""
-        with self._using():
-            while True:
-                if self._closed:
-                    return b""
-                try:
-                    data = self._recv(size)
-                except BlockingIOError:
-                    pass
-                else:
-                    if data:
-                        self.last_activity = _monotonic()
-                    return data
-                if not wait_fd(self.fd, READY_READ, deadline.remaining_ms()):
-                    return None  # the time ran out, or the thread was woken
 
-    def read_now(self, size: int) -> Optional[bytes]:
-        """Read without waiting: bytes, ``b''`` at the end, None when nothing is there."""
-        try:
-            data = self._recv(size)
-        except BlockingIOError:
-            return None
-        if data:
-            self.last_activity = _monotonic()
-        return data
 
-    def readable_wait(self, deadline: Deadline) -> bool:
-        """Wait until the socket is readable (data, end of stream or error) or ``deadline``."""
-        if self.tls and self.stream.pending():
-            return True
-        with self._using():
-            if self._closed:
-                return True
-            return bool(wait_fd(self.fd, READY_READ, deadline.remaining_ms()))
+
 
     # -- writing ------------------------------------------------------------------------------
     def send(self, buf: Any, view: memoryview) -> int:
@@ -494,32 +432,6 @@ class Transport:
         self.last_activity = _monotonic()
         return int(sent)
 
-    def send_wait(self, buf: Any, view: memoryview, deadline: Deadline) -> int:
-        """A waiting writer (worker, ctBlocking): queue all of ``view`` and wait until it went
-        out or ``deadline``; returns the bytes that went (or will go) out, 0 when the socket
-        was closed meanwhile. Errors raise."""
-        n = len(view)
-        with self.lock:
-            if not self.tx.items and not self.stream.has_output:
-                sent = self._send_direct(view)
-                if sent == n:
-                    return n
-                view = view[sent:]
-            item = self.tx.append_all(view if type(buf) is bytes else bytes(view))
-        with self._using():
-            while True:
-                with self.lock:
-                    if self._closed:
-                        return 0
-                    if self.tx.flush(self._send_counted, self.stream.shutdown_write) == DRAINED:
-                        self.stream.drain()
-                    if self.tx.sent_through(item):
-                        return n
-                # the time ran out, or the thread is being terminated: take back what is left
-                if not wait_fd(self.fd, READY_WRITE, deadline.remaining_ms()):
-                    with self.lock:
-                        return n - len(view) + self.tx.withdraw(item, len(view))
-
     # -- errors and the end -------------------------------------------------------------------
     def _lost(self, event: Any, exc: BaseException, api: str) -> None:
         protocol = self.protocol
@@ -610,32 +522,3 @@ class Transport:
     @property
     def closed(self) -> bool:
         return self._closed
-
-    def _using(self) -> "_Using":
-        return _Using(self)
-
-
-class _Using:
-    """A thread waits on the transport's socket: it is closed only once every waiter left."""
-
-    __slots__ = ("_t",)
-
-    def __init__(self, transport: Transport) -> None:
-        self._t = transport
-
-    def __enter__(self) -> None:
-        t = self._t
-        with t.lock:
-            t._users += 1
-
-    def __exit__(self, *exc: Any) -> None:
-        t = self._t
-        with t.lock:
-            t._users -= 1
-            close = t._users == 0 and t._release_close is not None
-            graceful = bool(t._release_close)
-            if close:
-                t._release_close = None
-        if close:
-            close_quietly(t.sock, graceful)
-

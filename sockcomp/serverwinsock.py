@@ -26,20 +26,51 @@ from .enums import ErrorEvent, ServerType, eeAccept, seConnect
 from .errors import WSAENOBUFS, ESocketError, HandleException, wsa_code
 from .threads import SHUTDOWN_WAIT, ServerClientThread, ThreadCache
 from .var import Var
-from .winsock import (
-    CustomWinSocket,
-    ErrorSink,
-    EventSink,
-    FrameSink,
-    _no_error,
-    _no_event,
-    _no_frame,
-)
+from ._connection import ErrorSink, EventSink, FrameSink, no_error, no_event, no_frame
+from .winsock import CustomWinSocket
 
 __all__ = ["ServerWinSocket", "ServerClientWinSocket"]
 
 #: How long accepting pauses after accept() failed for want of resources (ms).
 ACCEPT_PAUSE_MS = 100
+
+
+def bind_listener(address: str, port: int) -> socket.socket:
+    """A socket bound to ``address``:``port`` ('' = every interface, IPv6 and IPv4 alike on
+    one dual-stack socket), with SO_REUSEADDR; raises ESocketError."""
+    if address:
+        try:
+            infos = socket.getaddrinfo(address, port, socket.AF_UNSPEC, socket.SOCK_STREAM,
+                                       0, socket.AI_PASSIVE)
+        except socket.gaierror as exc:
+            raise ESocketError.from_os_error(exc, "getaddrinfo") from exc
+        family, type_, proto, _, sockaddr = infos[0]
+        candidates = [(family, sockaddr, False)]
+    else:
+        candidates = []
+        if socket.has_ipv6:
+            candidates.append((socket.AF_INET6, ("::", port, 0, 0), True))
+        candidates.append((socket.AF_INET, ("0.0.0.0", port), False))
+    last: Optional[OSError] = None
+    for family, sockaddr, dual in candidates:
+        try:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+        except OSError as exc:
+            last = exc
+            continue
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if dual:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            sock.bind(sockaddr)
+            return sock
+        except OSError as exc:
+            sock.close()
+            last = exc
+            if exc.errno == errno.EADDRINUSE:
+                break
+    assert last is not None
+    raise ESocketError.from_os_error(last, "bind") from last
 
 
 class ServerClientWinSocket(CustomWinSocket):
@@ -104,9 +135,9 @@ class ServerClientWinSocket(CustomWinSocket):
 
     def abandon_events(self) -> None:
         """The server's component is gone: this connection fires nothing any more."""
-        self._event_sink = _no_event
-        self._error_sink = _no_error
-        self._frame_sink = _no_frame
+        self._event_sink = no_event
+        self._error_sink = no_error
+        self._frame_sink = no_frame
 
     def buffer_full(self) -> bool:
         """The receive buffer is at its high-water mark (a worker waits for the application)."""
@@ -133,9 +164,9 @@ class ServerWinSocket(CustomWinSocket):
         self.threads = ThreadCache()
         self._sync: Optional[Synchronizer] = None
         #: Where the server reports client notifications (set by the ServerSocket component).
-        self.client_event_sink: EventSink = _no_event
-        self.client_error_sink: ErrorSink = _no_error
-        self.client_frame_sink: FrameSink = _no_frame
+        self.client_event_sink: EventSink = no_event
+        self.client_error_sink: ErrorSink = no_error
+        self.client_frame_sink: FrameSink = no_frame
         #: TLS context for accepted connections (set by the component from its TLS properties).
         self.tls_context: Optional[ssl.SSLContext] = None
         #: Most clients at once (0: no limit). Beyond it a new connection is accepted, sent
@@ -297,7 +328,7 @@ class ServerWinSocket(CustomWinSocket):
                 port = socket.getservbyname(port, "tcp")
             except OSError as exc:
                 raise ESocketError.from_code(10109, "getservbyname") from exc
-        sock = self._bind(Address, int(port))
+        sock = bind_listener(Address, int(port))
         pump = self._pump = current_pump()
         self._sync = Synchronizer(pump)
         self.threads.closing = False
@@ -318,41 +349,6 @@ class ServerWinSocket(CustomWinSocket):
                 return  # closed from OnListen
             self._life.step(Input.LISTENED)
         pump.register(sock.fileno(), self._on_ready, READ | ERRORS)
-
-    def _bind(self, address: str, port: int) -> socket.socket:
-        if address:
-            try:
-                infos = socket.getaddrinfo(address, port, socket.AF_UNSPEC, socket.SOCK_STREAM,
-                                           0, socket.AI_PASSIVE)
-            except socket.gaierror as exc:
-                raise ESocketError.from_os_error(exc, "getaddrinfo") from exc
-            family, type_, proto, _, sockaddr = infos[0]
-            candidates = [(family, sockaddr, False)]
-        else:
-            candidates = []
-            if socket.has_ipv6:
-                candidates.append((socket.AF_INET6, ("::", port, 0, 0), True))
-            candidates.append((socket.AF_INET, ("0.0.0.0", port), False))
-        last: Optional[OSError] = None
-        for family, sockaddr, dual in candidates:
-            try:
-                sock = socket.socket(family, socket.SOCK_STREAM)
-            except OSError as exc:
-                last = exc
-                continue
-            try:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if dual:
-                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-                sock.bind(sockaddr)
-                return sock
-            except OSError as exc:
-                sock.close()
-                last = exc
-                if exc.errno == errno.EADDRINUSE:
-                    break
-        assert last is not None
-        raise ESocketError.from_os_error(last, "bind") from last
 
     # -- accepting -------------------------------------------------------------------------
     def _on_ready(self, events: int) -> None:
@@ -491,15 +487,15 @@ class ServerWinSocket(CustomWinSocket):
 
     def abandon(self) -> None:
         """The ServerSocket is gone: close the listener and every client, firing nothing."""
-        self.client_event_sink = _no_event
-        self.client_error_sink = _no_error
-        self.client_frame_sink = _no_frame
+        self.client_event_sink = no_event
+        self.client_error_sink = no_error
+        self.client_frame_sink = no_frame
         self.thread_event_sink = lambda thread, started: None
         self.accept_hook = lambda client: None
         self.get_socket_hook = lambda fd: None
         self.get_thread_hook = lambda client: None
-        self._event_sink = _no_event
-        self._error_sink = _no_error
+        self._event_sink = no_event
+        self._error_sink = no_error
         for client in self.Connections:
             client.abandon_events()
         self.Close()

@@ -17,13 +17,40 @@ from __future__ import annotations
 import select
 import sys
 import threading
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 from ._waits import WakeUp, set_thread_wake
 from .errors import HandleException as _hook_exception
 
 if TYPE_CHECKING:
-    from .serverwinsock import ServerClientWinSocket, ServerWinSocket
+    from ._synchronize import Synchronizer
+
+
+class _Client(Protocol):
+    """What a thread uses of the connection it serves (a ServerClientWinSocket)."""
+
+    worker: Any
+
+    @property
+    def Connected(self) -> bool: ...
+    @property
+    def SocketHandle(self) -> int: ...
+    @property
+    def ServerWinSocket(self) -> "_Server": ...
+    def start_connection(self) -> None: ...
+    def buffer_full(self) -> bool: ...
+    def read_into_buffer(self, timeout_ms: Optional[int] = None) -> bool: ...
+    def Close(self, ForceClosed: bool = False) -> None: ...
+
+
+class _Server(Protocol):
+    """What a thread uses of its server (a ServerWinSocket)."""
+
+    threads: "ThreadCache"
+
+    @property
+    def synchronizer(self) -> "Synchronizer": ...
+    def thread_event(self, thread: Any, started: bool) -> None: ...
 
 __all__ = ["ServerClientThread", "ThreadCache", "SHUTDOWN_WAIT"]
 
@@ -107,11 +134,11 @@ class ServerClientThread(threading.Thread):
     (no polling). A thread created suspended is started by the server.
     """
 
-    def __init__(self, CreateSuspended: bool, ClientSocket: "ServerClientWinSocket") -> None:
+    def __init__(self, CreateSuspended: bool, ClientSocket: _Client) -> None:
         server = ClientSocket.ServerWinSocket
         super().__init__(name=f"sockcomp-client-{ClientSocket.SocketHandle}", daemon=True)
-        self._server: ServerWinSocket = server
-        self._client: Optional[ServerClientWinSocket] = None
+        self._server: _Server = server
+        self._client: Optional[_Client] = None
         self._activated = threading.Event()
         self._terminated = False
         self._idle = False
@@ -126,12 +153,12 @@ class ServerClientThread(threading.Thread):
 
     # -- VCL surface -------------------------------------------------------------------------
     @property
-    def ClientSocket(self) -> Optional["ServerClientWinSocket"]:
+    def ClientSocket(self) -> Optional[_Client]:
         """The connection being served (None while idle in the cache)."""
         return self._client
 
     @property
-    def ServerSocket(self) -> "ServerWinSocket":
+    def ServerSocket(self) -> _Server:
         """The listening socket this thread works for."""
         return self._server
 
@@ -151,7 +178,7 @@ class ServerClientThread(threading.Thread):
         if not self.is_alive() and self.ident is None:
             self.start()
 
-    def ReActivate(self, ClientSocket: "ServerClientWinSocket") -> None:
+    def ReActivate(self, ClientSocket: _Client) -> None:
         """Hand the thread a (new) connection and wake it (called by the server)."""
         self._client = ClientSocket
         ClientSocket.worker = self

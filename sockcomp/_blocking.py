@@ -1,0 +1,144 @@
+"""The transport of a blocking socket: the same connection, with waits for the threads that
+may wait (a stThreadBlocking server's worker, a ctBlocking client's caller).
+
+A blocking call is the non-blocking one retried after :func:`sockcomp._waits.wait_fd`, so the
+OS socket never blocks and the component's thread, which never calls these, can still flush
+what it queued on the same socket through the pump. A thread inside a wait counts as a user of
+the socket: closing it from another thread shuts it down (which ends the wait) and the last
+user out closes the descriptor, so a descriptor number is never reused under a waiting thread.
+"""
+from __future__ import annotations
+
+import errno
+import socket
+import time
+from contextlib import contextmanager
+from typing import Any, Iterator, Optional
+
+from ._pump import READ
+from ._sendqueue import DRAINED
+from ._tls import HANDSHAKE_DONE
+from ._transport import Transport, close_quietly
+from ._waits import READY_READ, READY_WRITE, Deadline, wait_fd
+
+__all__ = ["WaitingTransport", "waiting"]
+
+_CONNECT_PENDING = {errno.EINPROGRESS, errno.EALREADY, errno.EAGAIN, errno.EWOULDBLOCK}
+_monotonic = time.monotonic
+
+
+class WaitingTransport(Transport):
+    """A :class:`~sockcomp._transport.Transport` with waiting calls for blocking sockets."""
+
+    @contextmanager
+    def _waiting(self) -> Iterator[None]:
+        with self.lock:
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self.lock:
+                self._users -= 1
+                close = self._users == 0 and self._release_close is not None
+                graceful = bool(self._release_close)
+                if close:
+                    self._release_close = None
+            if close:
+                close_quietly(self.sock, graceful)
+
+    def connect_wait(self, sockaddr: Any, deadline: Deadline) -> int:
+        """Connect, waiting until ``deadline``; returns 0 or an errno (ETIMEDOUT on time-out)."""
+        err = self.sock.connect_ex(sockaddr)
+        if err not in _CONNECT_PENDING:
+            return err
+        with self._waiting():
+            while True:
+                if wait_fd(self.fd, READY_WRITE, deadline.remaining_ms(), use_wake=False):
+                    return self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+                if deadline.expired or self._closed:
+                    return errno.ETIMEDOUT
+
+    def handshake_wait(self, deadline: Deadline) -> None:
+        """Run the whole handshake in this thread, waiting until ``deadline``; raises OSError
+        (TimeoutError when the time runs out) or ssl.SSLError."""
+        with self._waiting():
+            while True:
+                want = self.handshake_step()
+                if want == HANDSHAKE_DONE:
+                    self.last_activity = _monotonic()
+                    return
+                events = READY_READ if want == READ else READY_WRITE
+                if not wait_fd(self.fd, events, deadline.remaining_ms()):
+                    if deadline.expired:
+                        raise TimeoutError(errno.ETIMEDOUT, "TLS handshake timed out")
+                    raise ConnectionAbortedError(errno.ECONNABORTED,
+                                                 "TLS handshake abandoned (socket closed)")
+
+    def read_wait(self, size: int, deadline: Deadline) -> Optional[bytes]:
+        """A worker's (or ctBlocking caller's) read: wait for data until ``deadline``; returns
+        bytes, ``b''`` at the end of the stream, or None (time out, woken). Errors raise."""
+        with self._waiting():
+            while True:
+                if self._closed:
+                    return b""
+                try:
+                    data = self._recv(size)
+                except BlockingIOError:
+                    pass
+                else:
+                    if data:
+                        self.last_activity = _monotonic()
+                    return data
+                if not wait_fd(self.fd, READY_READ, deadline.remaining_ms()):
+                    return None  # the time ran out, or the thread was woken
+
+    def read_now(self, size: int) -> Optional[bytes]:
+        """Read without waiting: bytes, ``b''`` at the end, None when nothing is there."""
+        try:
+            data = self._recv(size)
+        except BlockingIOError:
+            return None
+        if data:
+            self.last_activity = _monotonic()
+        return data
+
+    def readable_wait(self, deadline: Deadline) -> bool:
+        """Wait until the socket is readable (data, end of stream or error) or ``deadline``."""
+        if self.tls and self.stream.pending():
+            return True
+        with self._waiting():
+            if self._closed:
+                return True
+            return bool(wait_fd(self.fd, READY_READ, deadline.remaining_ms()))
+
+    def send_wait(self, buf: Any, view: memoryview, deadline: Deadline) -> int:
+        """A waiting writer (worker, ctBlocking): queue all of ``view`` and wait until it went
+        out or ``deadline``; returns the bytes that went (or will go) out, 0 when the socket
+        was closed meanwhile. Errors raise."""
+        n = len(view)
+        with self.lock:
+            if not self.tx.items and not self.stream.has_output:
+                sent = self._send_direct(view)
+                if sent == n:
+                    return n
+                view = view[sent:]
+            item = self.tx.append_all(view if type(buf) is bytes else bytes(view))
+        with self._waiting():
+            while True:
+                with self.lock:
+                    if self._closed:
+                        return 0
+                    if self.tx.flush(self._send_counted, self.stream.shutdown_write) == DRAINED:
+                        self.stream.drain()
+                    if self.tx.sent_through(item):
+                        return n
+                # the time ran out, or the thread is being terminated: take back what is left
+                if not wait_fd(self.fd, READY_WRITE, deadline.remaining_ms()):
+                    with self.lock:
+                        return n - len(view) + self.tx.withdraw(item, len(view))
+
+
+def waiting(transport: Optional[Transport]) -> WaitingTransport:
+    """``transport`` as the waiting kind (a blocking socket's, which is what waits are for)."""
+    assert isinstance(transport, WaitingTransport), "waiting on a non-blocking socket"
+    return transport
