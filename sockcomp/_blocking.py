@@ -30,6 +30,21 @@ _monotonic = time.monotonic
 class WaitingTransport(Transport):
     """A :class:`~sockcomp._transport.Transport` with waiting calls for blocking sockets."""
 
+    def error_wait(self, deadline: Deadline) -> int:
+        """While not reading (the end of the stream came, or the buffer is full): wait until
+        the kernel reports an error on the socket, ``deadline``, or a wake-up; returns the
+        error's errno (0: none). A hang-up without an error waits out the time instead."""
+        with self._waiting():
+            if self._closed:
+                return 0
+            ready = wait_fd(self.fd, 0, deadline.remaining_ms())
+            if not ready:
+                return 0
+            err = _so_error(self.sock)
+            if not err:  # both directions closed, no error: nothing to report, do not spin
+                wait_fd(-1, 0, deadline.remaining_ms())
+            return err
+
     @contextmanager
     def _waiting(self) -> Iterator[None]:
         with self.lock:
@@ -136,6 +151,13 @@ class WaitingTransport(Transport):
                 if not wait_fd(self.fd, READY_WRITE, deadline.remaining_ms()):
                     with self.lock:
                         return n - len(view) + self.tx.withdraw(item, len(view))
+
+
+def _so_error(sock: socket.socket) -> int:
+    try:
+        return int(sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR))
+    except OSError as exc:
+        return exc.errno or errno.EBADF
 
 
 def waiting(transport: Optional[Transport]) -> WaitingTransport:

@@ -248,7 +248,8 @@ class Connection:
         try:
             waiting(t).handshake_wait(Deadline(self._handshake_budget(timeout)))
         except (OSError, ValueError) as exc:
-            self._fail(ErrorEvent.eeConnect, exc, "SSL_do_handshake", raise_=True)
+            self._fail(ErrorEvent.eeConnect, exc, "SSL_do_handshake", raise_=True,
+                       graceful=True)
             return
         self._established()
 
@@ -276,8 +277,9 @@ class Connection:
         pass
 
     def error_received(self, event: ErrorEvent, exc: BaseException, api: str) -> None:
-        """Transport: the connection broke (reset, timeout, TLS failure…)."""
-        self._fail(event, exc, api)
+        """Transport: the connection broke (reset, timeout, TLS failure…). A failed TLS
+        handshake still closes with a FIN: OpenSSL's alert goes out first."""
+        self._fail(event, exc, api, graceful=self._life.phase is Phase.HANDSHAKING)
 
     def drop_reached(self) -> None:
         """Transport: SendStreamThenDrop's stream has gone out."""

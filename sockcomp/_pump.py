@@ -306,13 +306,60 @@ class EpollPump(Pump):
             self._run_soon()
 
 
+class _NotifierWatch:
+    """One socket's three notifiers (read, write, errors) in the fallback pump; recycled for
+    the next socket instead of deleted, so no deferred deletion can outlive the pump."""
+
+    __slots__ = ("pump", "fd", "handler", "notifiers")
+
+    def __init__(self, pump: "NotifierPump") -> None:
+        self.pump = pump
+        self.fd = -1
+        self.handler: Optional[Handler] = None
+        types = (QSocketNotifier.Type.Read, QSocketNotifier.Type.Write,
+                 QSocketNotifier.Type.Exception)
+        self.notifiers = [QSocketNotifier(kind, pump) for kind in types]
+        read, write, errors = self.notifiers
+        read.activated.connect(lambda: self._fire(READ))  # no parameters: see _dispatch
+        write.activated.connect(lambda: self._fire(WRITE))
+        errors.activated.connect(lambda: self._fire(ERRORS))
+
+    def attach(self, fd: int, handler: Handler, mask: int) -> None:
+        self.fd, self.handler = fd, handler
+        for notifier in self.notifiers:
+            notifier.setSocket(fd)  # leaves it disabled
+        self.set_mask(mask)
+
+    def set_mask(self, mask: int) -> None:
+        read, write, errors = self.notifiers
+        read.setEnabled(bool(mask & READ))
+        write.setEnabled(bool(mask & WRITE))
+        errors.setEnabled(bool(mask & ERRORS and not mask & READ))
+
+    def release(self) -> None:
+        self.set_mask(0)
+        self.handler = None
+        self.fd = -1
+
+    def _fire(self, events: int) -> None:
+        handler = self.handler
+        if handler is not None:
+            try:
+                handler(events)
+            except BaseException as exc:
+                HandleException(exc)
+        pump = self.pump
+        if pump._soon:
+            pump._run_soon()
+
+
 class NotifierPump(Pump):
-    """Fallback: one QSocketNotifier per direction per socket (platforms without epoll)."""
+    """Fallback: QSocketNotifiers for each socket (platforms without epoll)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._entries: dict[int, tuple[Handler, QSocketNotifier, QSocketNotifier,
-                                       QSocketNotifier]] = {}
+        self._watches: dict[int, _NotifierWatch] = {}
+        self._spare: list[_NotifierWatch] = []
         self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
@@ -321,47 +368,29 @@ class NotifierPump(Pump):
         self._wake_notifier.activated.connect(self._on_wake)
 
     def register(self, fd: int, handler: Handler, mask: int) -> None:
-        rn = QSocketNotifier(fd, QSocketNotifier.Type.Read, self)
-        wn = QSocketNotifier(fd, QSocketNotifier.Type.Write, self)
-        en = QSocketNotifier(fd, QSocketNotifier.Type.Exception, self)
-        rn.activated.connect(lambda: self._fire(fd, READ))  # no parameters: see _dispatch
-        wn.activated.connect(lambda: self._fire(fd, WRITE))
-        en.activated.connect(lambda: self._fire(fd, ERRORS))
-        self._entries[fd] = (handler, rn, wn, en)
-        self._apply(rn, wn, en, mask)
-
-    @staticmethod
-    def _apply(rn: QSocketNotifier, wn: QSocketNotifier, en: QSocketNotifier, mask: int) -> None:
-        rn.setEnabled(bool(mask & READ))
-        wn.setEnabled(bool(mask & WRITE))
-        en.setEnabled(bool(mask & ERRORS and not mask & READ))
+        stale = self._watches.pop(fd, None)  # the number was closed without unregister()
+        if stale is not None:
+            stale.release()
+            self._spare.append(stale)
+        watch = self._spare.pop() if self._spare else _NotifierWatch(self)
+        self._watches[fd] = watch
+        watch.attach(fd, handler, mask)
 
     def modify(self, fd: int, mask: int) -> None:
-        entry = self._entries.get(fd)
-        if entry is not None:
-            self._apply(entry[1], entry[2], entry[3], mask)
+        watch = self._watches.get(fd)
+        if watch is not None:
+            watch.set_mask(mask)
 
     def set_handler(self, fd: int, handler: Handler) -> None:
-        entry = self._entries.get(fd)
-        if entry is not None:
-            self._entries[fd] = (handler, *entry[1:])
+        watch = self._watches.get(fd)
+        if watch is not None:
+            watch.handler = handler
 
     def unregister(self, fd: int) -> None:
-        entry = self._entries.pop(fd, None)
-        if entry is not None:
-            for notifier in entry[1:]:
-                notifier.setEnabled(False)
-                notifier.deleteLater()
-
-    def _fire(self, fd: int, events: int) -> None:
-        entry = self._entries.get(fd)
-        if entry is not None:
-            try:
-                entry[0](events)
-            except BaseException as exc:
-                HandleException(exc)
-        if self._soon:
-            self._run_soon()
+        watch = self._watches.pop(fd, None)
+        if watch is not None:
+            watch.release()
+            self._spare.append(watch)
 
     def _wake(self) -> None:
         try:

@@ -10,6 +10,7 @@ the threads that may (its worker, or a ctBlocking client's caller).
 from __future__ import annotations
 
 import fcntl
+import os
 import sys
 import termios
 from typing import Any, Optional
@@ -271,7 +272,14 @@ class ReceiveSide(Connection):
         the buffer and report it (OnRead by the read-event rule; the end of the stream and
         errors as always). False when the wait ended with nothing (time out, woken)."""
         t = self._transport
-        if t is None or self._rx.eof:
+        rx = self._rx
+        if t is None:
+            return False
+        if rx.eof or rx.full:  # not reading now: a reset must still end the connection at once
+            err = waiting(t).error_wait(Deadline(timeout_ms if rx.eof else 50))
+            if err and self._life.phase is not Phase.CLOSED:
+                self.error_received(ErrorEvent.eeDisconnect, OSError(err, os.strerror(err)),
+                                    "recv")
             return False
         try:
             data = waiting(t).read_wait(RECEIVE_CHUNK, Deadline(timeout_ms))

@@ -97,7 +97,8 @@ def wait_fd(fd: int, events: int, timeout_ms: Optional[int], use_wake: bool = Tr
     bits (an error or hang-up counts as ready), 0 when the time ran out or the thread was
     woken (``use_wake``). ``timeout_ms`` None waits without limit."""
     poller = select.poll()
-    poller.register(fd, events)
+    if fd >= 0:
+        poller.register(fd, events)  # with events 0: only errors and hang-ups
     wake = thread_wake() if use_wake else None
     if wake is not None:
         poller.register(wake.fd, select.POLLIN)

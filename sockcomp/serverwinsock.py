@@ -139,10 +139,6 @@ class ServerClientWinSocket(CustomWinSocket):
         self._error_sink = no_error
         self._frame_sink = no_frame
 
-    def buffer_full(self) -> bool:
-        """The receive buffer is at its high-water mark (a worker waits for the application)."""
-        return self._rx.full
-
     def _after_disconnect(self) -> None:
         self._server.remove_client(self)
 

@@ -14,7 +14,6 @@ has read, sends queue under ``SendQueueLimit``), so the GUI never freezes on a s
 """
 from __future__ import annotations
 
-import select
 import sys
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
@@ -38,7 +37,6 @@ class _Client(Protocol):
     @property
     def ServerWinSocket(self) -> "_Server": ...
     def start_connection(self) -> None: ...
-    def buffer_full(self) -> bool: ...
     def read_into_buffer(self, timeout_ms: Optional[int] = None) -> bool: ...
     def Close(self, ForceClosed: bool = False) -> None: ...
 
@@ -206,16 +204,9 @@ class ServerClientThread(threading.Thread):
         if sock is None:
             return
         while not self._terminated and sock.Connected:
-            if sock.buffer_full():
-                self._pause(0.05)  # the application is behind: let it read first
-                continue
-            sock.read_into_buffer(None)
+            sock.read_into_buffer(None)  # while the buffer is full: only watches for errors
 
     # -- machinery ---------------------------------------------------------------------------
-    def _pause(self, seconds: float) -> None:
-        """Wait a little, or less when the thread is terminated."""
-        select.select([self._wake.fd], [], [], seconds)
-
     def run(self) -> None:
         """The thread body (override ClientExecute, not this): OnThreadStart, serve connections
         while kept in the cache, then OnThreadEnd."""

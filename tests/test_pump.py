@@ -180,3 +180,27 @@ def test_write_readiness_on_a_direct_watch(qtbot, qapp) -> None:
     a.close()
     b.close()
     pump.deleteLater()
+
+
+def test_the_fallback_pump_recycles_its_notifiers_and_can_go_away_at_once(qtbot, qapp) -> None:
+    """Unregistering never schedules a deferred deletion, so a pump collected right after its
+    sockets closed leaves nothing behind that could fire on a deleted object."""
+    import gc
+
+    pump = _pump.NotifierPump()
+    pairs = [socket.socketpair() for _ in range(3)]
+    for a, _ in pairs:
+        pump.register(a.fileno(), lambda events: None, _pump.READ | _pump.ERRORS)
+    for a, _ in pairs:
+        pump.unregister(a.fileno())
+    assert len(pump._spare) == 3 and not pump._watches
+    a, b = pairs[0]
+    pump.register(a.fileno(), lambda events: None, _pump.READ)
+    assert len(pump._spare) == 2  # a spare watch was reused, not a new one made
+    pump.unregister(a.fileno())
+    del pump
+    gc.collect()
+    qtbot.wait(20)  # a deferred deletion would run (and crash) here
+    for a, b in pairs:
+        a.close()
+        b.close()
