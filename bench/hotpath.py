@@ -20,14 +20,19 @@ import sys
 import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+# SOCKCOMP_BENCH_TREE=/path/to/other/checkout measures that tree's sockcomp (before/after)
+sys.path.insert(0, os.environ.get("SOCKCOMP_BENCH_TREE")
+                or os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 N = 100_000
 MESSAGE = b"x" * 64
 
 
 class _StandInSocket:
-    """Just enough of a socket for the echo path: every read gets 64 bytes, every send fits."""
+    """Just enough of a socket (or a transport's stream) for the echo path: every read gets
+    64 bytes, every send fits."""
+
+    has_output = False
 
     def recv(self, n: int, flags: int = 0) -> bytes:
         return MESSAGE
@@ -37,6 +42,12 @@ class _StandInSocket:
 
     def fileno(self) -> int:
         return -1
+
+    def drain(self) -> bool:
+        return True
+
+    def pending(self) -> int:
+        return 0
 
 
 def main(argv: list[str]) -> int:
@@ -58,8 +69,15 @@ def main(argv: list[str]) -> int:
             sys.exit("hotpath: the connection was not accepted")
         app.processEvents()
     client = server.Socket.Connections[0]
-    real, client._sock = client._sock, _StandInSocket()
-    on_ready = client._on_ready
+    stand_in = _StandInSocket()
+    transport = getattr(client, "transport", None)
+    if transport is not None:  # the transport owns the socket: swap its stream
+        transport.stream = stand_in
+        transport._recv = stand_in.recv
+        on_ready = transport._on_ready
+    else:  # before the transport existed, the socket object owned the OS socket
+        client._sock = stand_in
+        on_ready = client._on_ready
 
     def batch() -> float:
         t0 = time.perf_counter()
@@ -81,9 +99,8 @@ def main(argv: list[str]) -> int:
               f"(best {min(runs):.2f}; {N:,} messages x 7, Python {sys.version.split()[0]})")
         return 0
     finally:
-        client._sock = real
         peer.close()
-        server.Close()
+        app.processEvents()
 
 
 if __name__ == "__main__":

@@ -109,7 +109,13 @@ class Pump(QObject):
         self._wake()
 
     def in_own_thread(self) -> bool:
+        """True in the thread this pump serves (the component's thread)."""
         return threading.get_ident() == self._thread
+
+    @property
+    def thread_ident(self) -> int:
+        """``threading.get_ident()`` of the thread this pump serves."""
+        return self._thread
 
     def _run_soon(self) -> None:
         self._wake_pending = False

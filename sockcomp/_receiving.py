@@ -26,6 +26,8 @@ from .framing import FrameError, FramingMode, LineFramer, PacketFramer
 
 __all__ = ["ReceiveSide", "FRAMES_PER_TURN"]
 
+_CONNECTED = Phase.CONNECTED
+
 #: Frames one socket delivers per event-loop turn before it lets the loop turn (fairness).
 FRAMES_PER_TURN = 64
 
@@ -34,20 +36,25 @@ class ReceiveSide(Connection):
     """Receiving: ReceiveBuf, ReceiveText, ReceiveBytes, ReceiveLength, framing."""
 
     def data_received(self, data: bytes) -> None:
-        """Transport: bytes arrived."""
+        """Transport: bytes arrived (the hot path: the buffer's append is inlined)."""
         if self._framer is not None:
             self._framer.push(data)
             self._deliver_frames()
             return
         rx = self._rx
         with self._mutex:
-            notify = rx.append(data)
-        if rx.length >= rx.high_water:
+            rx.chunks.append(data)
+            length = rx.length = rx.length + len(data)
+            notify = not rx.notified
+            rx.notified = True
+        if length >= rx.high_water:
             t = self._transport
             if t is not None:
                 t.pause_reading()
-        if notify and self._life.phase in READ_PHASES:
-            self._event_sink(self, seRead)
+        if notify:
+            phase = self._life.phase
+            if phase is _CONNECTED or phase in READ_PHASES:
+                self._event_sink(self, seRead)
 
     def eof_received(self) -> None:
         """Transport: the peer finished sending."""
@@ -151,8 +158,26 @@ class ReceiveSide(Connection):
         """Up to ``count`` pending bytes (all when ``None``); ``b''`` when there are none.
         Beyond the VCL. On a blocking socket, in a thread that may wait, an explicit ``count``
         waits for data."""
-        data = self._receive(count, wait=count is not None)
-        return data or b""
+        rx = self._rx
+        if count is None and not rx.held:  # the common case: all of it, no text tail
+            with self._mutex:
+                chunks = rx.chunks
+                if len(chunks) == 1:
+                    data = chunks.popleft()
+                    rx.length = 0
+                    rx.notified = False  # consumed(), with nothing left
+                    t = self._transport
+                    if t is None or t.reading or self._pump is None:
+                        return data
+                    more = False
+                else:
+                    data = rx.take(None) if chunks else b""
+                    more = rx.consumed() if data else False
+            if data:
+                self._consumed(more)
+                return data
+            return self._receive(None, wait=False) or b""
+        return self._receive(count, wait=count is not None) or b""
 
     def ReceiveBuf(self, buf: Any, count: Optional[int] = None) -> int:
         """Read into the writable buffer ``buf``; returns the bytes read.

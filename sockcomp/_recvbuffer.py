@@ -29,7 +29,7 @@ class ReceiveBuffer:
     """Chunks of received bytes, the read-event rule, and the text decoder."""
 
     __slots__ = ("chunks", "length", "notified", "eof", "high_water", "_decoder", "_encoding",
-                 "_held")
+                 "held")
 
     def __init__(self, high_water: int = RECEIVE_HIGH_WATER) -> None:
         self.chunks: deque[bytes] = deque()
@@ -39,7 +39,8 @@ class ReceiveBuffer:
         self.high_water = high_water
         self._decoder: Any = None
         self._encoding = ""
-        self._held = b""         # bytes of an incomplete character, kept by the text decoder
+        #: Bytes of an incomplete character, kept by the text decoder.
+        self.held = b""
 
     # -- filling ----------------------------------------------------------------------------
     def append(self, data: bytes) -> bool:
@@ -59,17 +60,17 @@ class ReceiveBuffer:
     @property
     def pending(self) -> int:
         """Bytes a read would return now (``ReceiveLength``), a held character included."""
-        return self.length + len(self._held)
+        return self.length + len(self.held)
 
     # -- taking -----------------------------------------------------------------------------
     def take(self, count: Optional[int] = None) -> bytes:
         """Remove up to ``count`` bytes (all when None), held text bytes first."""
-        held = self._held
+        held = self.held
         if held:
-            self._reset_decoder()
-            if count is not None and count <= len(held):
-                self._held = held[count:]
-                self._restore_decoder()
+            self._reset_decoder()  # a binary read: the held bytes are bytes again
+            if count is not None and count < len(held):
+                self.chunks.appendleft(held[count:])
+                self.length += len(held) - count
                 return held[:count]
             rest = self.take(None if count is None else count - len(held))
             return held + rest
@@ -117,16 +118,16 @@ class ReceiveBuffer:
     def decode(self, encoding: str) -> str:
         """All pending bytes as text; an incomplete last character stays held (until EOF)."""
         if self._decoder is None or encoding != self._encoding:
-            held = self._held
+            held = self.held
             self._encoding = encoding
             self._decoder = codecs.getincrementaldecoder(encoding)("replace")
-            self._held = b""
+            self.held = b""
             if held:
                 self.chunks.appendleft(held)
                 self.length += len(held)
         data = self.take_chunks()
         text = self._decoder.decode(data, final=self.eof)
-        self._held = bytes(self._decoder.getstate()[0])
+        self.held = bytes(self._decoder.getstate()[0])
         return text
 
     def take_chunks(self) -> bytes:
@@ -149,9 +150,4 @@ class ReceiveBuffer:
 
     def _reset_decoder(self) -> None:
         self._decoder = None
-        self._held = b""
-
-    def _restore_decoder(self) -> None:
-        if self._held and self._encoding:
-            self._decoder = codecs.getincrementaldecoder(self._encoding)("replace")
-            self._decoder.decode(self._held, final=False)
+        self.held = b""

@@ -23,6 +23,8 @@ from .framing import pack_packet
 
 __all__ = ["SendSide"]
 
+_CONNECTED = Phase.CONNECTED
+
 
 class SendSide(Connection):
     """Sending: SendBuf, SendText, SendLine, SendPacket, SendStream, Shutdown."""
@@ -47,6 +49,19 @@ class SendSide(Connection):
         0 (as the VCL). After ``Shutdown(SD_SEND)``: ``ESocketError`` (10058). A failure is
         OnError(eeSend), OnDisconnect, then the ESocketError raised here.
         """
+        t = self._transport
+        if type(buf) is bytes and count is None and t is not None and buf and \
+                self._life.phase is _CONNECTED and not self._blocking:  # the common case
+            batch = t.batch
+            if batch.streak:
+                batch.streak = 0  # a reply: request and response traffic never batches reads
+            if batch.active:
+                _batching.replied(t)
+            try:
+                return t.send_bytes(buf)
+            except OSError as exc:
+                self._fail(eeSend, exc, "send", raise_=True)
+                return -1
         if isinstance(buf, str):
             raise TypeError("SendBuf takes bytes-like data; use SendText for str")
         view = memoryview(buf)

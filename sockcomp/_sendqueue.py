@@ -146,6 +146,8 @@ class SendQueue:
         self._push(chunk, len(chunk))
 
     def _push(self, chunk: Any, n: int) -> None:
+        if not n:
+            return  # nothing to send: an empty item would only stall the write loop
         self.items.append(chunk)
         self.appended += 1
         self.queued += n
@@ -226,6 +228,10 @@ class SendQueue:
                 item.pending = chunk[sent:]
                 if sent < len(chunk):
                     return BLOCKED
+                continue
+            if not len(item):  # an empty chunk (from a caller's empty view): nothing to send
+                items.popleft()
+                self.completed += 1
                 continue
             if len(item) < GATHER_BELOW and len(items) > 1:
                 gathered = self._gather()

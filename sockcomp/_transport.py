@@ -25,6 +25,7 @@ import errno
 import os
 import socket
 import ssl
+import threading
 import time
 from typing import Any, Callable, Optional
 
@@ -44,6 +45,7 @@ RECEIVE_CHUNK_MAX = 1024 * 1024
 #: Longest a closed connection keeps flushing queued bytes to a peer that does not read (ms).
 CLOSE_FLUSH_TIMEOUT_MS = 60_000
 _monotonic = time.monotonic
+_get_ident = threading.get_ident
 _CONNECT_PENDING = {errno.EINPROGRESS, errno.EALREADY, errno.EAGAIN, errno.EWOULDBLOCK}
 
 
@@ -138,6 +140,8 @@ class Transport:
         self._registered = False
         self._flush_posted = False
         self._users = 0               # threads inside a wait on this socket
+        #: The component thread's ident (the pump's thread), -1 without a pump.
+        self.owner_thread = pump.thread_ident if pump is not None else -1
         self._closed = False
         self._release_close: Optional[bool] = None  # close when the last waiter leaves
         self._flush_timer: Any = None
@@ -148,7 +152,7 @@ class Transport:
         pump = self.pump
         assert pump is not None
         self._mask = mask
-        pump.register(self.fd, handler or self._on_ready, mask)
+        pump.register(self.fd, handler or self.read_ready, mask)
         self._registered = True
 
     def _set_handler(self, handler: Callable[[int], None]) -> None:
@@ -178,8 +182,7 @@ class Transport:
             pump.modify(self.fd, mask)
 
     def in_pump_thread(self) -> bool:
-        pump = self.pump
-        return pump is not None and pump.in_own_thread()
+        return _get_ident() == self.owner_thread
 
     # -- connecting (client) ----------------------------------------------------------------
     def watch_connect(self) -> None:
@@ -206,10 +209,10 @@ class Transport:
             return
         self.reading = True
         if self._registered:
-            self._set_handler(self._on_ready)
+            self._set_handler(self.read_ready)
             self.update_interest()
         elif self.pump is not None:
-            self.register(self._on_ready, 0)
+            self.register(self.read_ready, 0)
             self.update_interest()
 
     # -- TLS ----------------------------------------------------------------------------------
@@ -243,7 +246,7 @@ class Transport:
         self.last_activity = _monotonic()
         if want == HANDSHAKE_DONE:
             self._handshake_want = 0
-            self._set_handler(self._on_ready)
+            self._set_handler(self.read_ready)
             protocol = self.protocol
             if protocol is not None:
                 protocol.handshake_done()
@@ -258,6 +261,9 @@ class Transport:
         if events == READ:  # the common case: data arrived
             self.read_ready()
             return
+        self._on_other_events(events)
+
+    def _on_other_events(self, events: int) -> None:
         if events & WRITE:
             self._write()
         if events & (READ | ERRORS) and not self._closed:
@@ -266,8 +272,12 @@ class Transport:
             elif events & ERRORS:
                 self._check_error()
 
-    def read_ready(self) -> None:
-        """The socket is readable: read once (what the pump calls; public for tests)."""
+    def read_ready(self, events: int = READ) -> None:
+        """The socket is readable: read once. This is the pump's handler of a connected socket
+        (the hot path), so other readiness reports are passed on from here."""
+        if events != READ:
+            self._on_other_events(events)
+            return
         if not self.reading:
             return
         try:
@@ -358,6 +368,26 @@ class Transport:
             self._writer_needed(own)
         return n
 
+    def send_bytes(self, data: bytes) -> int:
+        """:meth:`send` of a whole ``bytes`` (the common case): nothing queued, no limit, the
+        component's thread: straight to the kernel; else the general path."""
+        tx = self.tx
+        if _get_ident() == self.owner_thread and not tx.limit:
+            with self.lock:
+                if not tx.items and not self.stream.has_output:
+                    try:
+                        sent = self.stream.send(data)
+                    except BlockingIOError:
+                        sent = 0
+                    self.last_activity = _monotonic()
+                    n = len(data)
+                    if sent == n:
+                        return n
+                    tx.append_rest(memoryview(data)[sent:])
+                    self._writer_needed(True)
+                    return n
+        return self.send(data, memoryview(data))
+
     def _send_direct(self, view: memoryview) -> int:
         try:
             sent = self.stream.send(view)
@@ -383,7 +413,7 @@ class Transport:
 
     def _ensure_registered(self) -> None:
         if not self._registered and not self._closed:
-            self.register(self._on_ready, 0)
+            self.register(self.read_ready, 0)
 
     def queue_stream(self, stream: QueuedStream, drop: bool) -> None:
         """Queue a stream (SendStream) and start sending it (pump mode)."""
@@ -470,7 +500,7 @@ class Transport:
     def _flush_in_background(self) -> None:
         if not self._closed:
             self._ensure_registered()
-            self._set_handler(self._on_ready)
+            self._set_handler(self.read_ready)
             self.update_interest()
             self._start_flush_timer()
             self._write()

@@ -1164,3 +1164,38 @@ def test_12_every_error_code_has_words(code):
     assert message.endswith("on API 'send'")
     text = message.removeprefix("Windows socket error: ").split(f"({code})")[0]
     assert re.search(r"[A-Za-z]{3,}", text), message
+
+
+@pytest.mark.timeout(30)
+def test_3a_aio_tls_connect_timeout_covers_the_handshake(qapp, res, certs, hook):
+    """``aio.open_connection(..., connect_timeout=1)`` with TLS (set up through ``setup``) to a
+    server that accepts and never speaks raises 10060 within the timeout."""
+    import asyncio
+
+    import qasync
+
+    from sockcomp import ESocketError, aio
+
+    lst = res.listen()
+    port = lst.getsockname()[1]
+    loop = qasync.QEventLoop(qapp)
+
+    def tls(comp) -> None:
+        for name, value in tls_client_props(certs).items():
+            setattr(comp, name, value)
+
+    async def attempt() -> ESocketError:
+        try:
+            await aio.open_connection("127.0.0.1", port, connect_timeout=1, setup=tls)
+        except ESocketError as exc:
+            return exc
+        raise AssertionError("connected to a server that never speaks TLS")
+
+    start = time.monotonic()
+    try:
+        error = loop.run_until_complete(asyncio.wait_for(attempt(), 10))
+    finally:
+        loop.close()
+    assert error.ErrorCode == 10060
+    assert time.monotonic() - start < 3.0
+    assert hook == []
