@@ -22,7 +22,7 @@ import time
 from typing import Any, Callable, Optional
 
 from ._batching import RECEIVE_BATCH
-from ._blocking import WaitingTransport, waiting
+from ._blocking import WaitingTransport
 from ._lifecycle import Input, Lifecycle, Phase, WRITE_PHASES
 from ._pump import Pump
 from ._recvbuffer import RECEIVE_HIGH_WATER, ReceiveBuffer
@@ -113,6 +113,7 @@ class Connection:
         self._mutex = threading.RLock()      # guards buffers, queue and phase changes
         self._user_lock = threading.RLock()  # Lock()/Unlock(): the application's
         self._transport: Optional[Transport] = None
+        self._waiter: Optional[WaitingTransport] = None  # the transport, when it waits
         self._flushing: Optional[Transport] = None  # a released transport still flushing
         self._pump: Optional[Pump] = None
         self._rx = ReceiveBuffer(self.receive_high_water)
@@ -222,8 +223,13 @@ class Connection:
         flushing, self._flushing = self._flushing, None
         if flushing is not None:
             flushing.detach()  # it still flushes the previous connection's bytes
-        kind = WaitingTransport if self._blocking else Transport
-        t = kind(sock, self, self._pump, self._mutex, self._worker_served)
+        t: Transport
+        if self._blocking:
+            t = self._waiter = WaitingTransport(sock, self, self._pump, self._mutex,
+                                                self._worker_served)
+        else:
+            t = Transport(sock, self, self._pump, self._mutex, False)
+            self._waiter = None
         t.tx.limit = self.settings.SendQueueLimit
         t.tx.low_water = self.settings.SendQueueLowWater
         self._transport = t
@@ -246,7 +252,8 @@ class Connection:
             return
         timeout = self.settings.HandshakeTimeout
         try:
-            waiting(t).handshake_wait(Deadline(self._handshake_budget(timeout)))
+            assert self._waiter is not None
+            self._waiter.handshake_wait(Deadline(self._handshake_budget(timeout)))
         except (OSError, ValueError) as exc:
             self._fail(ErrorEvent.eeConnect, exc, "SSL_do_handshake", raise_=True,
                        graceful=True)
@@ -366,6 +373,7 @@ class Connection:
 
     def _release(self, graceful: bool) -> None:
         t, self._transport = self._transport, None
+        self._waiter = None
         sock, self._os_sock = self._os_sock, None
         flushing = t.release(graceful) if t is not None else False
         if sock is not None:

@@ -70,6 +70,10 @@ class Phase(IntEnum):
     ANNOUNCING = 11     # a listener between listen() and the end of OnListen
     LISTENING = 12
 
+    # hashed as the int it is (Enum's own hash is a Python call): the phase sets are checked
+    # on every event
+    __hash__ = int.__hash__
+
 
 class Input(IntEnum):
     """What a driver tells the life cycle."""

@@ -15,7 +15,6 @@ import sys
 import termios
 from typing import Any, Optional
 
-from ._blocking import waiting
 from ._connection import Connection
 from ._lifecycle import READ_PHASES, Input, Phase, seHalfClose
 from ._sendqueue import RECEIVE_CHUNK
@@ -216,7 +215,9 @@ class ReceiveSide(Connection):
             return None
         size = count or RECEIVE_CHUNK
         try:
-            data = waiting(t).read_wait(size, Deadline(None)) if wait else waiting(t).read_now(size)
+            w = self._waiter
+            assert w is not None
+            data = w.read_wait(size, None) if wait else w.read_now(size)
         except OSError as exc:
             if self._life.phase is Phase.CLOSED:
                 return b""
@@ -250,7 +251,8 @@ class ReceiveSide(Connection):
         rx = self._rx
         while t is not None and not rx.eof and not rx.full:
             try:
-                data = waiting(t).read_now(RECEIVE_CHUNK)
+                assert self._waiter is not None
+                data = self._waiter.read_now(RECEIVE_CHUNK)
             except OSError as exc:
                 self._fail(eeReceive, exc, "recv", raise_=True)
                 return
@@ -301,13 +303,15 @@ class ReceiveSide(Connection):
         if t is None:
             return False
         if rx.eof or rx.full:  # not reading now: a reset must still end the connection at once
-            err = waiting(t).error_wait(Deadline(timeout_ms if rx.eof else 50))
+            assert self._waiter is not None
+            err = self._waiter.error_wait(Deadline(timeout_ms if rx.eof else 50))
             if err and self._life.phase is not Phase.CLOSED:
                 self.error_received(ErrorEvent.eeDisconnect, OSError(err, os.strerror(err)),
                                     "recv")
             return False
         try:
-            data = waiting(t).read_wait(RECEIVE_CHUNK, Deadline(timeout_ms))
+            assert self._waiter is not None
+            data = self._waiter.read_wait(RECEIVE_CHUNK, timeout_ms)
         except OSError as exc:
             if self._life.phase is not Phase.CLOSED:
                 self.error_received(ErrorEvent.eeDisconnect, exc, "recv")
@@ -326,22 +330,23 @@ class ReceiveSide(Connection):
         rx = self._rx
         if rx.length or rx.eof:
             return True
-        t = self._transport
-        if t is None:
+        w = self._waiter
+        if w is None:
             return True  # closed: the next read reports the end
-        return waiting(t).readable_wait(Deadline(timeout_ms))
+        return w.readable_wait(timeout_ms)
 
     def read_wait(self, count: int, timeout_ms: Optional[int]) -> Optional[bytes]:
         """Read up to ``count`` bytes, waiting at most ``timeout_ms``: bytes, ``b''`` at the
         end of the stream, None when the time ran out (or the thread was woken). An error is
         OnError(eeReceive), OnDisconnect, then raised."""
-        if self._rx.pending:
+        rx = self._rx
+        if rx.length or rx.held:
             return self._receive(count, wait=False)
-        t = self._transport
-        if t is None or self._rx.eof:
+        w = self._waiter
+        if w is None or rx.eof:
             return b""
         try:
-            data = waiting(t).read_wait(count, Deadline(timeout_ms))
+            data = w.read_wait(count, timeout_ms)
         except OSError as exc:
             if self._life.phase is Phase.CLOSED:
                 return b""

@@ -11,12 +11,10 @@ import errno
 import socket
 from typing import Any, Optional
 
-from ._blocking import waiting
 from . import _batching
 from ._connection import Connection
 from ._lifecycle import SEND_PHASES, WRITE_PHASES, Input, Phase
 from ._sendqueue import QueuedStream
-from ._waits import Deadline
 from .enums import eeSend, seDisconnect, seWrite
 from .errors import WSAESHUTDOWN, ESocketError
 from .framing import pack_packet
@@ -83,7 +81,8 @@ class SendSide(Connection):
             _batching.replied(t)
         try:
             if self._may_wait():
-                return waiting(t).send_wait(buf, view, Deadline(None))
+                assert self._waiter is not None
+                return self._waiter.send_wait(buf, view, None)
             return t.send(buf, view)
         except OSError as exc:
             self._fail(eeSend, exc, "send", raise_=True)
@@ -170,12 +169,14 @@ class SendSide(Connection):
         """Send all of ``buf``, waiting at most ``timeout_ms``; returns the bytes that went
         out (what had not when the time ran out is taken back). An error is OnError(eeSend),
         OnDisconnect, then raised."""
-        view = memoryview(buf).cast("B")
-        t = self._transport
-        if t is None or self._life.phase not in SEND_PHASES or not len(view):
+        view = memoryview(buf)
+        if view.format != "B" or view.ndim != 1:
+            view = view.cast("B")
+        w = self._waiter
+        if w is None or self._life.phase not in SEND_PHASES or not len(view):
             return 0
         try:
-            return waiting(t).send_wait(buf, view, Deadline(timeout_ms))
+            return w.send_wait(buf, view, timeout_ms)
         except OSError as exc:
             self._fail(eeSend, exc, "send", raise_=True)
             return 0

@@ -74,22 +74,32 @@ def thread_wake() -> Optional[WakeUp]:
 
 
 class Deadline:
-    """Milliseconds left of a wait (``None``: no limit)."""
+    """Milliseconds left of a wait (``None``: no limit). The clock starts at the first
+    question, so a call that needs no wait never reads it."""
 
-    __slots__ = ("_end",)
+    __slots__ = ("_timeout", "_end")
 
     def __init__(self, timeout_ms: Optional[float]) -> None:
-        self._end = None if timeout_ms is None or timeout_ms < 0 else \
-            time.monotonic() + timeout_ms / 1000
+        self._timeout = None if timeout_ms is None or timeout_ms < 0 else timeout_ms
+        self._end: Optional[float] = None
+
+    def _end_time(self) -> Optional[float]:
+        if self._timeout is None:
+            return None
+        if self._end is None:
+            self._end = time.monotonic() + self._timeout / 1000
+        return self._end
 
     def remaining_ms(self) -> Optional[int]:
-        if self._end is None:
+        end = self._end_time()
+        if end is None:
             return None
-        return max(int((self._end - time.monotonic()) * 1000 + 0.999), 0)
+        return max(int((end - time.monotonic()) * 1000 + 0.999), 0)
 
     @property
     def expired(self) -> bool:
-        return self._end is not None and time.monotonic() >= self._end
+        end = self._end_time()
+        return end is not None and time.monotonic() >= end
 
 
 def wait_fd(fd: int, events: int, timeout_ms: Optional[int], use_wake: bool = True) -> int:

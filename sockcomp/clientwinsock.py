@@ -14,7 +14,6 @@ import os
 import socket
 from typing import Any, Optional, Union
 
-from ._blocking import waiting
 from ._lifecycle import Input, Phase
 from ._pump import current_pump
 from ._resolve import AddrInfo, Lookup, lookup_async, lookup_numeric
@@ -230,7 +229,8 @@ class ClientWinSocket(CustomWinSocket):
                         self._transport is not transport:
                     return  # closed from OnConnecting
             if self._blocking:
-                err = waiting(transport).connect_wait(sockaddr, self._deadline)
+                assert self._waiter is not None
+                err = self._waiter.connect_wait(sockaddr, self._deadline)
                 if err == 0:
                     self._tcp_up()
                     return

@@ -72,8 +72,7 @@ class WinSocketStream(io.RawIOBase):
         Raises :class:`ESocketTimeout` when nothing could be written in time; bytes that had
         not gone out when the time ran out are not sent later.
         """
-        view = memoryview(Buffer).cast("B")
-        if not len(view):
+        if not len(memoryview(Buffer)):
             return 0
         written = self._socket.write_wait(Buffer, max(self.TimeOut, 0))
         if written == 0 and self._socket.Connected:
