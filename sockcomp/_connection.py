@@ -130,7 +130,6 @@ class Connection:
         self._tls_context: Any = None
         self._tls_server_side = False
         self._tls_hostname: Optional[str] = None
-        self._local: Optional[tuple[Any, ...]] = None
         self._remote: Optional[tuple[Any, ...]] = None
         self._remote_host: Optional[str] = None
         self._os_sock: Optional[socket.socket] = sock  # a descriptor not yet in a transport
@@ -383,7 +382,7 @@ class Connection:
                 self._flushing = t
             self._life.step(Input.FLUSHING if flushing else Input.RELEASED)
             self._rx.clear()
-            self._local = self._remote = None
+            self._remote = None
             self._remote_host = None
             self._frames_due = False
         if self._framer is not None:

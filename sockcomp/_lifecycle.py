@@ -93,6 +93,8 @@ class Input(IntEnum):
     LISTEN = 12       # listen() succeeded
     LISTENED = 13     # OnListen returned
 
+    __hash__ = int.__hash__  # (phase, input) keys of the table hash fast (see Phase)
+
 
 class LifecycleError(RuntimeError):
     """An input the current phase does not allow: a bug in a driver, not a network event."""

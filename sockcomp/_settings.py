@@ -126,9 +126,12 @@ DOCS = {
 
 
 class ConnectionSettings:
-    """The per-connection settings (see :data:`_FIELDS` for names and defaults)."""
+    """The per-connection settings (see :data:`_FIELDS` for names and defaults).
 
-    __slots__ = tuple(_FIELDS)
+    Defaults live on the class and an instance holds only what was set, so making one and
+    copying one (a server does it for every client it accepts) cost a dictionary copy.
+    """
+
     Encoding: str
     AllowHalfClose: bool
     Framing: FramingMode
@@ -144,18 +147,17 @@ class ConnectionSettings:
     KeepAliveInterval: int
     KeepAliveCount: int
 
-    def __init__(self) -> None:
-        for name, (default, _) in _FIELDS.items():
-            object.__setattr__(self, name, default)
-
     def __setattr__(self, name: str, value: Any) -> None:
-        object.__setattr__(self, name, _FIELDS[name][1](value))
+        try:
+            check = _FIELDS[name][1]
+        except KeyError:
+            raise AttributeError(f"no connection setting {name!r}") from None
+        self.__dict__[name] = check(value)
 
     def copy(self) -> "ConnectionSettings":
         """An independent copy (what a server gives each accepted client)."""
-        other = ConnectionSettings()
-        for name in _FIELDS:
-            object.__setattr__(other, name, getattr(self, name))
+        other = ConnectionSettings.__new__(ConnectionSettings)
+        other.__dict__.update(self.__dict__)
         return other
 
     @property
@@ -163,6 +165,10 @@ class ConnectionSettings:
         """Longest time (ms) from the last traffic until a dead peer is reported, from the
         values actually set: KeepAliveTime + KeepAliveCount × KeepAliveInterval."""
         return int(self.KeepAliveTime + self.KeepAliveCount * self.KeepAliveInterval)
+
+
+for _name, (_default, _) in _FIELDS.items():  # the defaults, from the one table
+    setattr(ConnectionSettings, _name, _default)
 
 
 class Setting:

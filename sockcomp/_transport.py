@@ -212,8 +212,7 @@ class Transport:
             self._set_handler(self.read_ready)
             self.update_interest()
         elif self.pump is not None:
-            self.register(self.read_ready, 0)
-            self.update_interest()
+            self.register(self.read_ready, READ | ERRORS)
 
     # -- TLS ----------------------------------------------------------------------------------
     def start_tls(self, context: ssl.SSLContext, server_side: bool,
@@ -290,10 +289,10 @@ class Transport:
             return
         if not data:
             self.reading = False
-            self.update_interest()
             protocol = self.protocol
             if protocol is not None:
-                protocol.eof_received()
+                protocol.eof_received()  # usually ends the connection: no watch to change then
+            self.update_interest()
             return
         got = len(data)
         if got == size:

@@ -41,6 +41,7 @@ class ClientWinSocket(CustomWinSocket):
         self._addresses: list[AddrInfo] = []
         self._connect_error: Optional[OSError] = None
         self._deadline = Deadline(None)
+        self._attempt_address: Any = None  # the address being connected to
         self._connect_timer: Any = None  # a QTimer owned by the pump, made on first use
         #: Milliseconds allowed from Open to OnConnect (lookup, connect and TLS handshake);
         #: 0: the OS default (non-blocking) or BLOCKING_CONNECT_TIMEOUT_MS (blocking).
@@ -214,6 +215,7 @@ class ClientWinSocket(CustomWinSocket):
         generation = self._life.generation
         while self._addresses and self._current(generation, Phase.LOOKUP, Phase.CONNECTING):
             family, type_, proto, _, sockaddr = self._addresses.pop(0)
+            self._attempt_address = sockaddr
             try:
                 sock = socket.socket(family, type_, proto)
             except OSError as exc:
@@ -279,7 +281,7 @@ class ClientWinSocket(CustomWinSocket):
         self._addresses = []
         transport = self._transport
         assert transport is not None
-        self._capture_addresses(transport.sock)
+        self._capture_addresses(transport.sock, self._attempt_address)
         if self._tls_context is not None:
             if not self._blocking and not self.ConnectTimeout and self.HandshakeTimeout:
                 self._start_connect_timer(self.HandshakeTimeout)

@@ -110,7 +110,7 @@ class ServerClientWinSocket(CustomWinSocket):
         with self._mutex:
             self._life.step(Input.ACCEPT)
         self._open_transport(sock)
-        self._capture_addresses(sock)
+        self._capture_addresses(sock, server.accepted_peer(sock.fileno()))
         server.add_client(self)
 
     @property
@@ -155,6 +155,7 @@ class ServerWinSocket(CustomWinSocket):
         self._connections: list[ServerClientWinSocket] = []
         self._conn_lock = threading.Lock()
         self._pending: dict[int, socket.socket] = {}
+        self._peers: dict[int, Any] = {}  # accepted handle -> the peer address accept() gave
         self._accept_timer: Any = None
         #: The server's worker threads (stThreadBlocking).
         self.threads = ThreadCache()
@@ -265,6 +266,10 @@ class ServerWinSocket(CustomWinSocket):
             except ValueError:
                 pass
 
+    def accepted_peer(self, handle: int) -> Any:
+        """The peer address accept() gave for ``handle`` (None when not accepted here)."""
+        return self._peers.pop(handle, None)
+
     def take_pending(self, handle: int) -> Optional[socket.socket]:
         """The accepted socket object behind ``handle`` (OnGetSocket receives the number)."""
         return self._pending.pop(handle, None)
@@ -353,7 +358,7 @@ class ServerWinSocket(CustomWinSocket):
             return
         for _ in range(64):
             try:
-                conn, _addr = sock.accept()
+                conn, addr = sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as exc:
@@ -361,7 +366,7 @@ class ServerWinSocket(CustomWinSocket):
                     continue
                 self._accept_failed(exc)
                 return
-            self._accepted(conn)
+            self._accepted(conn, addr)
             if self._os_sock is not sock:
                 return
 
@@ -399,22 +404,25 @@ class ServerWinSocket(CustomWinSocket):
                 pass
         close_quietly(conn, graceful=True)
 
-    def _accepted(self, conn: socket.socket) -> None:
+    def _accepted(self, conn: socket.socket, addr: Any = None) -> None:
         if self.MaxConnections and len(self._connections) >= self.MaxConnections:
             self._refuse(conn)
             return
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         fd = conn.fileno()
         self._pending[fd] = conn
+        self._peers[fd] = addr
         try:
             client = self.get_socket_hook(fd)
             if client is None:
                 client = ServerClientWinSocket(conn, self)
         except BaseException:
+            self._peers.pop(fd, None)
             if self._pending.pop(fd, None) is conn:
                 conn.close()
             raise
         self._pending.pop(fd, None)
+        self._peers.pop(fd, None)
         self.accept_hook(client)
         if client.Phase is not Phase.ACCEPTED:
             return  # closed from OnGetSocket or OnAccept

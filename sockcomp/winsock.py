@@ -77,19 +77,18 @@ class CustomWinSocket(ReceiveSide, SendSide):
         transport.start_reading()
 
     # ------------------------------------------------------------------ addresses
-    def _capture_addresses(self, sock: socket.socket) -> None:
-        try:
-            self._local = sock.getsockname()
-        except OSError:
-            self._local = None
-        try:
-            self._remote = sock.getpeername()
-        except OSError:
-            self._remote = None
+    def _capture_addresses(self, sock: socket.socket, peer: Any = None) -> None:
+        """Keep the peer's address for the whole connection (``getpeername`` fails after a
+        reset); ``peer`` when known already (accept's result, the address connected to). The
+        local address stays readable from the OS socket until it is released."""
+        if peer is None:
+            try:
+                peer = sock.getpeername()
+            except OSError:
+                peer = None
+        self._remote = peer
 
     def _local_name(self) -> Optional[tuple[Any, ...]]:
-        if self._local is not None:
-            return self._local
         sock = self._transport.sock if self._transport is not None else self._os_sock
         if sock is None:
             return None
