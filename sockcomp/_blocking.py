@@ -33,6 +33,8 @@ class WaitingTransport(Transport):
     itself as a user of the descriptor only while it really waits.
     """
 
+    __slots__ = ()
+
     def _wait(self, events: int, deadline: Deadline, use_wake: bool = True) -> int:
         """:func:`wait_fd` on this socket, as one of its users (see the module docstring)."""
         lock = self.lock

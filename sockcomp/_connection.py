@@ -108,40 +108,47 @@ class Connection:
     KeepAliveInterval = Setting("KeepAliveInterval")
     KeepAliveCount = Setting("KeepAliveCount")
 
+    # Defaults on the class: an instance stores only what differs (a server may hold 10,000
+    # of these), so most are assigned only when a connection needs them.
+    _user_lock: Optional[Any] = None    # Lock()/Unlock(): the application's, made on first use
+    _transport: Optional[Transport] = None
+    _waiter: Optional[WaitingTransport] = None  # the transport, when it waits
+    _flushing: Optional[Transport] = None  # a released transport still flushing
+    _pump: Optional[Pump] = None
+    _event_sink: EventSink = staticmethod(no_event)
+    _error_sink: ErrorSink = staticmethod(no_error)
+    _frame_sink: FrameSink = staticmethod(no_frame)
+    _framer: Any = None
+    _frames_due = False                 # frames wait for the next turn (fairness)
+    _renotify_pending = False
+    _reading_stopped = False            # Shutdown(SD_RECEIVE)
+    _blocking = False                   # reads and sends may wait (see _may_wait)
+    _worker_served = False              # stThreadBlocking: a worker thread reads
+    _notify_io = True                   # OnRead/OnWrite (a ctBlocking client has none)
+    _tls_context: Any = None
+    _tls_server_side = False
+    _tls_hostname: Optional[str] = None
+    _remote: Optional[tuple[Any, ...]] = None
+    _remote_host: Optional[str] = None
+    _os_sock: Optional[socket.socket] = None  # a descriptor not yet in a transport
+    #: Told (with this socket) once a connection has been released, after OnDisconnect.
+    released_sink: Callable[["Connection"], None] = staticmethod(
+        _no_release)
+    #: Text of the last error reported to OnError (a TLS failure explained, for example).
+    LastErrorMessage = ""
+    #: The last error reported to OnError as an ESocketError (WSA code, native errno, API).
+    LastError: Optional[ESocketError] = None
+    #: Free for the application.
+    Data: Any = None
+
     def __init__(self, sock: Optional[socket.socket] = None) -> None:
         self._life = Lifecycle()
         self._mutex = threading.RLock()      # guards buffers, queue and phase changes
-        self._user_lock = threading.RLock()  # Lock()/Unlock(): the application's
-        self._transport: Optional[Transport] = None
-        self._waiter: Optional[WaitingTransport] = None  # the transport, when it waits
-        self._flushing: Optional[Transport] = None  # a released transport still flushing
-        self._pump: Optional[Pump] = None
         self._rx = ReceiveBuffer(self.receive_high_water)
-        self._event_sink: EventSink = no_event
-        self._error_sink: ErrorSink = no_error
-        self._frame_sink: FrameSink = no_frame
-        self._framer: Any = None
-        self._frames_due = False            # frames wait for the next turn (fairness)
-        self._renotify_pending = False
-        self._reading_stopped = False       # Shutdown(SD_RECEIVE)
-        self._blocking = False              # reads and sends may wait (see _may_wait)
-        self._worker_served = False         # stThreadBlocking: a worker thread reads
-        self._notify_io = True              # OnRead/OnWrite (a ctBlocking client has none)
-        self._tls_context: Any = None
-        self._tls_server_side = False
-        self._tls_hostname: Optional[str] = None
-        self._remote: Optional[tuple[Any, ...]] = None
-        self._remote_host: Optional[str] = None
-        self._os_sock: Optional[socket.socket] = sock  # a descriptor not yet in a transport
-        #: Told (with this socket) once a connection has been released, after OnDisconnect.
-        self.released_sink: Callable[["Connection"], None] = _no_release
         #: The per-connection settings (the properties above read and write them).
         self.settings = ConnectionSettings()
-        #: Text of the last error reported to OnError (a TLS failure explained, for example).
-        self.LastErrorMessage = ""
-        #: The last error reported to OnError as an ESocketError (WSA code, native errno, API).
-        self.LastError: Optional[ESocketError] = None
-        self.Data: Any = None
+        if sock is not None:
+            self._os_sock = sock
 
     @property
     def Connected(self) -> bool:
@@ -447,19 +454,29 @@ class Connection:
         """Pass an asynchronous error to the application hook, in the component's thread."""
         HandleException(exc)
 
+    def _application_lock(self) -> Any:
+        lock = self._user_lock
+        if lock is None:
+            with self._mutex:  # two threads locking for the first time get the same lock
+                lock = self._user_lock
+                if lock is None:
+                    lock = self._user_lock = threading.RLock()
+        return lock
+
     def Lock(self) -> "_LockGuard":
         """Enter the socket's re-entrant lock; also usable as ``with sock.Lock():``. It is the
         application's: the library never holds it, so it serializes only your own code."""
-        self._user_lock.acquire()
-        return _LockGuard(self._user_lock)
+        lock = self._application_lock()
+        lock.acquire()
+        return _LockGuard(lock)
 
     def Unlock(self) -> None:
         """Leave the socket's lock."""
-        self._user_lock.release()
+        self._application_lock().release()
 
     def __enter__(self) -> "Connection":
-        self._user_lock.acquire()
+        self._application_lock().acquire()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._user_lock.release()
+        self._application_lock().release()

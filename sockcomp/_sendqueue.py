@@ -89,6 +89,9 @@ class QueuedStream:
             HandleException(exc)
 
 
+_NO_ITEMS: "deque[Any]" = deque()  # never appended to: see SendQueue._own_items
+
+
 class SendQueue:
     """Chunks, streams and markers waiting to be sent, with the byte counts that bound them.
 
@@ -102,7 +105,7 @@ class SendQueue:
                  "shutdown_queued", "dropping", "_notice_given")
 
     def __init__(self) -> None:
-        self.items: deque[Any] = deque()
+        self.items: deque[Any] = _NO_ITEMS  # a deque of its own from the first item on
         self.queued = 0
         self.streams = 0
         self.limit = 0
@@ -148,7 +151,7 @@ class SendQueue:
     def _push(self, chunk: Any, n: int) -> None:
         if not n:
             return  # nothing to send: an empty item would only stall the write loop
-        self.items.append(chunk)
+        self._own_items().append(chunk)
         self.appended += 1
         self.queued += n
         if self.queued > self.low_water:
@@ -156,19 +159,25 @@ class SendQueue:
 
     def append_stream(self, stream: QueuedStream, drop: bool) -> None:
         """Queue a stream (then, with ``drop``, the DROP marker)."""
-        self.items.append(stream)
+        self._own_items().append(stream)
         self.appended += 1
         self.streams += 1
         if drop:
-            self.items.append(DROP)
+            self._own_items().append(DROP)
             self.appended += 1
             self.dropping = True
 
     def append_shutdown(self) -> None:
         """Queue FIN after everything queued so far."""
-        self.items.append(SHUTDOWN)
+        self._own_items().append(SHUTDOWN)
         self.appended += 1
         self.shutdown_queued = True
+
+    def _own_items(self) -> "deque[Any]":
+        items = self.items
+        if items is _NO_ITEMS:  # most connections never queue: they share one empty deque
+            items = self.items = deque()
+        return items
 
     def sent_through(self, item: int) -> bool:
         """Whether item number ``item`` (from :meth:`append_all`) has gone out completely."""
@@ -308,7 +317,8 @@ class SendQueue:
         for item in self.items:
             if type(item) is QueuedStream:
                 item.close()
-        self.items.clear()
+        if self.items is not _NO_ITEMS:
+            self.items.clear()
         self.queued = 0
         self.streams = 0
         self.completed = self.appended

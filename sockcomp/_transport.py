@@ -114,6 +114,12 @@ class Transport:
     worker thread; the pump only flushes what the component's thread queued.
     """
 
+    __slots__ = ("sock", "fd", "protocol", "_owner", "pump", "lock", "tx", "stream", "tls",
+                 "served_by_worker", "reading", "watch_errors", "last_activity", "batch",
+                 "_recv", "read_size", "_handshake_want", "handshake_started", "_mask",
+                 "_registered", "_flush_posted", "_users", "owner_thread", "_closed",
+                 "_release_close", "_flush_timer")
+
     def __init__(self, sock: socket.socket, protocol: Any, pump: Optional[Pump],
                  lock: Any, served_by_worker: bool = False) -> None:
         sock.setblocking(False)
