@@ -33,3 +33,20 @@ def pump_backend(request, qapp):
     _pump._local.pump = fresh
     yield request.param
     _pump._local.pump = previous
+
+
+@pytest.fixture(autouse=True)
+def _no_test_thread_outlives_its_test():
+    """Peer threads a test started (plain ``threading.Thread`` s, not the library's workers)
+    are given a moment to finish before the next test, so a lingering peer cannot steal the
+    interpreter from a later test's timing (a watchdog's stall limit)."""
+    import threading
+    import time
+
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 5
+    for thread in set(threading.enumerate()) - before:
+        if thread.name.startswith("sockcomp-") or thread is threading.current_thread():
+            continue
+        thread.join(max(deadline - time.monotonic(), 0))
