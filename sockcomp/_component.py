@@ -10,22 +10,28 @@ refers to the component strongly: socket objects reach it through weak reference
 which the component was created (as ``setupUi`` does, property after property) only records the
 wish; the socket opens on the next turn, once every property is set. Call :meth:`Loaded` to end
 that phase earlier. Inside Qt Designer nothing ever opens.
+
+Every property is a real Qt property (:func:`qt_property`) with a change signal named
+``<Property>Changed``, so ``QObject.property()``/``setProperty()``, Designer, bindings and QML
+see them; Python code reads and writes them as attributes, as before.
 """
 from __future__ import annotations
 
 import weakref
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from PySide6.QtCore import QObject
+from PySide6.QtCore import Property, QObject, Signal
 
 from ._designtime import in_designer
 from ._idle import IdleWatch
 from ._pump import current_pump
-from ._settings import check_port, check_text
+from ._settings import DOCS, check_port, check_text
+from .enums import FrameOverflow, FramingMode, ScktComp
 from .errors import ESocketError, HandleException
 from .winsock import CustomWinSocket
 
-__all__ = ["SocketComponent", "weak_method", "ACTIVE_ERROR"]
+__all__ = ["SocketComponent", "weak_method", "ACTIVE_ERROR", "qt_property",
+           "setting_property", "event"]
 
 ACTIVE_ERROR = "Can't change value while socket is active"
 
@@ -46,6 +52,45 @@ def weak_method(obj: Any, name: str, default: Any = None) -> Callable[..., Any]:
     return call
 
 
+def event(*arguments: str) -> Signal:
+    """A component event: a Qt signal whose arguments (all Python objects) carry the VCL names
+    (``Sender``, ``Socket``…), which Designer's signal/slot editor and QML show."""
+    return Signal(*([object] * len(arguments)), arguments=list(arguments))
+
+
+def qt_property(name: str, type_: type, fget: Callable[[Any], Any],
+                fset: Optional[Callable[[Any, Any], None]] = None, doc: str = "") -> dict[str, Any]:
+    """A Qt property ``name`` of ``type_`` and its change signal ``<name>Changed(value)``, for
+    a class body (``locals().update(qt_property(...))``). The setter emits the signal when the
+    value it leaves differs from before; a read-only property's owner emits it itself."""
+    changed = Signal(type_, arguments=[name])
+    signal_name = name + "Changed"
+    setter = None
+    if fset is not None:
+        def setter(self: Any, value: Any) -> None:
+            old = fget(self)
+            fset(self, value)
+            new = fget(self)
+            if new != old:
+                getattr(self, signal_name).emit(new)
+    return {name: Property(type_, fget, setter, notify=changed, doc=doc), signal_name: changed}
+
+
+def setting_property(name: str, type_: type) -> dict[str, Any]:
+    """A per-connection setting as a Qt property of the component: the setting ``name`` of its
+    socket object (client) or listening socket (server, where it is the default of every client
+    accepted from then on), checked and documented by :mod:`sockcomp._settings`."""
+
+    def fget(self: "SocketComponent") -> Any:
+        return getattr(self._settings_target(), name)
+
+    def fset(self: "SocketComponent", value: Any) -> None:
+        setattr(self._settings_target(), name, value)
+        self._settings_changed(name)
+
+    return qt_property(name, type_, fget, fset, DOCS[name])
+
+
 def _reaper(sock: CustomWinSocket) -> Callable[..., None]:
     """What runs when the component is destroyed: close its sockets, firing nothing."""
     def reap(*_: Any) -> None:
@@ -58,8 +103,9 @@ def _reaper(sock: CustomWinSocket) -> Callable[..., None]:
     return reap
 
 
-class SocketComponent(QObject):
-    """The base of ClientSocket and ServerSocket (``TAbstractSocket``)."""
+class SocketComponent(ScktComp):
+    """The base of ClientSocket and ServerSocket (``TAbstractSocket``); a QObject that knows the
+    ScktComp enumerations (:class:`~sockcomp.enums.ScktComp`)."""
 
     def __init__(self, socket: CustomWinSocket, parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
@@ -68,6 +114,7 @@ class SocketComponent(QObject):
         self._service = ""
         self._stored_active = False
         self._active = False  # set by the events, before the handlers run (as the VCL)
+        self._use_tls = False
         self._loading = True
         self._idle = IdleWatch(self, weak_method(self, "_watched_sockets", ()))
         self.destroyed.connect(_reaper(socket))
@@ -92,6 +139,12 @@ class SocketComponent(QObject):
 
     def _is_active(self) -> bool:
         return self._active
+
+    def _set_active(self, value: bool) -> None:
+        """The events move ``Active`` (before their handlers run, as the VCL); tell bindings."""
+        if value != self._active:
+            self._active = value
+            self.ActiveChanged.emit(self.Active)
 
     # ------------------------------------------------------------------ dispatch wiring
     #: The component's dispatch methods (README, "Handlers without signals").
@@ -140,15 +193,12 @@ class SocketComponent(QObject):
         """Close the socket (``Active := False``)."""
         raise NotImplementedError
 
-    @property
-    def Active(self) -> bool:
-        """True while connected (client) or listening (server). Setting it opens or closes."""
+    def _get_active(self) -> bool:
         if in_designer():
             return self._stored_active
         return self._active or (self._loading and self._stored_active)
 
-    @Active.setter
-    def Active(self, value: bool) -> None:
+    def _set_active_property(self, value: bool) -> None:
         value = bool(value)
         if self._loading or in_designer():
             self._stored_active = value
@@ -158,57 +208,103 @@ class SocketComponent(QObject):
         else:
             self.Close()
 
-    @property
-    def Address(self) -> str:
-        """Numeric IPv4 or IPv6 address (client: of the server; server: to bind, '' = all)."""
+    def _get_address(self) -> str:
         return self._address
 
-    @Address.setter
-    def Address(self, value: str) -> None:
+    def _set_address(self, value: str) -> None:
         value = check_text(value, "Address")
         if self._change(self._address, value):
             self._address = value
 
-    @property
-    def Port(self) -> int:
-        """TCP port, 0..65535 (ignored when Service is set)."""
+    def _get_port(self) -> int:
         return self._port
 
-    @Port.setter
-    def Port(self, value: int) -> None:
+    def _set_port(self, value: int) -> None:
         value = check_port(value)
         if self._change(self._port, value):
             self._port = value
 
-    @property
-    def Service(self) -> str:
-        """Service name ('http', 'echo', …) or number as text; beats Port when set."""
+    def _get_service(self) -> str:
         return self._service
 
-    @Service.setter
-    def Service(self, value: str) -> None:
+    def _set_service(self, value: str) -> None:
         value = check_text(value, "Service")
         if self._change(self._service, value):
             self._service = value
+
+    def _get_use_tls(self) -> bool:
+        return self._use_tls
+
+    def _set_use_tls(self, value: bool) -> None:
+        self._use_tls = bool(value)
+
+    locals().update(qt_property(
+        "Active", bool, _get_active, _set_active_property,
+        "True while connected (client) or listening (server). Setting it opens or closes; "
+        "set while the component is being loaded (a form), it opens on the next event-loop "
+        "turn."))
+    locals().update(qt_property(
+        "Address", str, _get_address, _set_address,
+        "Numeric IPv4 or IPv6 address (client: of the server; server: to bind, '' = every "
+        "interface). Not changeable while active."))
+    locals().update(qt_property("Port", int, _get_port, _set_port,
+                                "TCP port, 0..65535 (ignored when Service is set)."))
+    locals().update(qt_property(
+        "Service", str, _get_service, _set_service,
+        "Service name ('http', 'echo', ...) or number as text; beats Port when set."))
+    locals().update(qt_property(
+        "UseTLS", bool, _get_use_tls, _set_use_tls,
+        "Encrypt the connections with TLS; OnConnect / OnClientConnect fire after the "
+        "handshake (beyond the VCL)."))
+    for _name, _type in (("AllowHalfClose", bool), ("Encoding", str), ("Framing", FramingMode),
+                         ("FrameOverflow", FrameOverflow), ("LineEnd", str),
+                         ("MaxFrameSize", int), ("SendQueueLimit", int),
+                         ("SendQueueLowWater", int), ("IdleTimeout", int),
+                         ("HandshakeTimeout", int), ("KeepAlive", bool), ("KeepAliveTime", int),
+                         ("KeepAliveInterval", int), ("KeepAliveCount", int)):
+        locals().update(setting_property(_name, _type))
+    del _name, _type
+
+    def _get_detection_time(self) -> int:
+        return int(self._settings_target().KeepAliveDetectionTime)
+
+    if TYPE_CHECKING:  # the Qt properties made here, as type checkers see them
+        from PySide6.QtCore import SignalInstance
+        Active: bool
+        ActiveChanged: SignalInstance
+        Address: str
+        Port: int
+        Service: str
+        UseTLS: bool
+        AllowHalfClose: bool
+        Encoding: str
+        Framing: FramingMode
+        FrameOverflow: FrameOverflow  # type: ignore[assignment]  # the enum is named so too
+        LineEnd: str
+        MaxFrameSize: int
+        SendQueueLimit: int
+        SendQueueLowWater: int
+        IdleTimeout: int
+        HandshakeTimeout: int
+        KeepAlive: bool
+        KeepAliveTime: int
+        KeepAliveInterval: int
+        KeepAliveCount: int
+        KeepAliveDetectionTime: int
+        KeepAliveDetectionTimeChanged: SignalInstance
+
+    locals().update(qt_property(
+        "KeepAliveDetectionTime", int, _get_detection_time, None,
+        "Longest time (ms) from the last traffic until keepalive reports a vanished peer, from "
+        "the values actually set: KeepAliveTime + KeepAliveCount x KeepAliveInterval "
+        "(read-only)."))
 
     def _settings_target(self) -> CustomWinSocket:
         """The socket object whose settings the per-connection properties are."""
         raise NotImplementedError
 
-    def _settings_changed(self) -> None:
+    def _settings_changed(self, name: str) -> None:
         """A per-connection setting changed (the idle watch may need rescheduling)."""
         self._idle.arm()
-
-
-def connection_setting(name: str, doc: str) -> Any:
-    """A component property that is the per-connection setting ``name`` of its socket object
-    (client) or listening socket (server, where it is the default of every accepted client)."""
-
-    def get(self: SocketComponent) -> Any:
-        return getattr(self._settings_target(), name)
-
-    def set_(self: SocketComponent, value: Any) -> None:
-        setattr(self._settings_target(), name, value)
-        self._settings_changed()
-
-    return property(get, set_, doc=doc)
+        if name.startswith("KeepAlive"):
+            self.KeepAliveDetectionTimeChanged.emit(self.KeepAliveDetectionTime)

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import ssl
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, QTimer
 
-from ._component import SocketComponent, connection_setting, weak_method
+from . import enums as _enums
+from ._component import SocketComponent, event, qt_property, weak_method
 from ._lifecycle import Phase
+from ._settings import check_count, check_text
 from ._tls import client_context, host_for_sni
 from .clientwinsock import ClientWinSocket
 from .enums import (
@@ -38,17 +40,17 @@ class ClientSocket(SocketComponent):
     passes an ``ESocketError`` to the application exception hook.
     """
 
-    OnLookup = Signal(object, object)
-    OnConnecting = Signal(object, object)
-    OnConnect = Signal(object, object)
-    OnRead = Signal(object, object)
-    OnWrite = Signal(object, object)
-    OnDisconnect = Signal(object, object)
-    OnHalfClose = Signal(object, object)
-    OnLineReceived = Signal(object, object, object)
-    OnPacketReceived = Signal(object, object, object)
-    OnReconnect = Signal(object, object)
-    OnError = Signal(object, object, object, object)
+    OnLookup = event("Sender", "Socket")
+    OnConnecting = event("Sender", "Socket")
+    OnConnect = event("Sender", "Socket")
+    OnRead = event("Sender", "Socket")
+    OnWrite = event("Sender", "Socket")
+    OnDisconnect = event("Sender", "Socket")
+    OnHalfClose = event("Sender", "Socket")
+    OnLineReceived = event("Sender", "Socket", "Line")
+    OnPacketReceived = event("Sender", "Socket", "Packet")
+    OnReconnect = event("Sender", "Socket")
+    OnError = event("Sender", "Socket", "ErrorEvent", "ErrorCode")
 
     _DISPATCH_METHODS = frozenset({"Event", "Error", "LineReceived", "PacketReceived"})
 
@@ -56,29 +58,19 @@ class ClientSocket(SocketComponent):
         self._socket = ClientWinSocket()
         super().__init__(self._socket, parent)
         self._host = ""
-        self.AutoReconnect = False
-        """After a connection ends by anything but Close() (peer gone, refused, error), open
-        again after ReconnectInterval ms, doubling up to ReconnectMaxInterval; OnReconnect
-        fires before each attempt. Meanwhile sends are kept and go out after the next OnConnect.
-        Close() stops it (and drops what was kept)."""
-        self.ReconnectInterval = 1000
-        self.ReconnectMaxInterval = 30_000
-        #: Attempts since the last successful connection.
-        self.ReconnectAttempt = 0
+        self._auto_reconnect = False
+        self._reconnect_interval = 1000
+        self._reconnect_max_interval = 30_000
+        self._reconnect_attempt = 0
+        self._tls_verify_peer = True
+        self._tls_ca_file = ""
+        self._tls_server_name = ""
         self._reconnect_delay = 0
         self._wanted = False
         self._reopen = False  # Open() was called while the connection was ending
         self._reconnect_timer = QTimer(self)
         self._reconnect_timer.setSingleShot(True)
         self._reconnect_timer.timeout.connect(self._reconnect)
-        self.UseTLS = False
-        """Encrypt the connection with TLS; OnConnect fires after the handshake (beyond the VCL)."""
-        self.TLSVerifyPeer = True
-        """Verify the server's certificate and name (default on; off only for testing)."""
-        self.TLSCAFile = ""
-        """PEM file of trusted CAs; '' uses the system's trust store."""
-        self.TLSServerName = ""
-        """Name sent as SNI and checked against the certificate; '' uses Host, else Address."""
         self.TLSContext: Optional[ssl.SSLContext] = None
         """A ready ``ssl.SSLContext``, overriding the other TLS properties."""
         sock = self._socket
@@ -99,74 +91,124 @@ class ClientSocket(SocketComponent):
         """The socket object: data methods (SendText, ReceiveText, …) and addresses."""
         return self._socket
 
-    @property
-    def Host(self) -> str:
-        """Host name of the server, looked up off the GUI thread; beats Address when set."""
+    # ------------------------------------------------------------------ Qt properties
+    def _get_host(self) -> str:
         return self._host
 
-    @Host.setter
-    def Host(self, value: str) -> None:
+    def _set_host(self, value: str) -> None:
         if not isinstance(value, str):
             raise ESocketError(f"Invalid Host {value!r}: must be a string")
         if self._change(self._host, value):
             self._host = value
 
-    @property
-    def ClientType(self) -> ClientType:
-        """``ctNonBlocking`` (events, default) or ``ctBlocking``; fixed while connected."""
+    def _get_client_type(self) -> ClientType:
         return self._socket.ClientType
 
-    @ClientType.setter
-    def ClientType(self, value: Union[ClientType, int]) -> None:
+    def _set_client_type(self, value: Union[ClientType, int]) -> None:
         self._socket.ClientType = value
 
-    @property
-    def ConnectTimeout(self) -> int:
-        """Milliseconds allowed from Open to OnConnect: lookup, connect and TLS handshake. 0
-        (default) leaves a non-blocking connect to the OS and bounds a blocking one by 30 s.
-        Expiry is ``OnError(eeConnect, 10060)`` then ``OnDisconnect`` (beyond the VCL; no
-        extra thread in non-blocking mode)."""
+    def _get_connect_timeout(self) -> int:
         return int(self._socket.ConnectTimeout)
 
-    @ConnectTimeout.setter
-    def ConnectTimeout(self, value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise ESocketError(f"Invalid ConnectTimeout {value!r}: must be an int >= 0 (ms)")
-        self._socket.ConnectTimeout = value
+    def _set_connect_timeout(self, value: int) -> None:
+        self._socket.ConnectTimeout = check_count(value, "ConnectTimeout", unit=" (ms)")
 
-    AllowHalfClose = connection_setting(
-        "AllowHalfClose", "When the peer finishes sending, fire OnHalfClose and keep the socket "
-        "open (beyond the VCL); the application calls Close() when its reply is done. Default "
-        "False: the peer's FIN fires OnDisconnect (with the socket still writable inside it).")
-    KeepAlive = connection_setting("KeepAlive", CustomWinSocket.KeepAlive.__doc__ or "")
-    KeepAliveTime = connection_setting("KeepAliveTime", CustomWinSocket.KeepAliveTime.__doc__
-                                       or "")
-    KeepAliveInterval = connection_setting("KeepAliveInterval",
-                                           CustomWinSocket.KeepAliveInterval.__doc__ or "")
-    KeepAliveCount = connection_setting("KeepAliveCount",
-                                        CustomWinSocket.KeepAliveCount.__doc__ or "")
-    IdleTimeout = connection_setting("IdleTimeout", CustomWinSocket.IdleTimeout.__doc__ or "")
-    HandshakeTimeout = connection_setting("HandshakeTimeout",
-                                          CustomWinSocket.HandshakeTimeout.__doc__ or "")
-    SendQueueLimit = connection_setting("SendQueueLimit",
-                                        CustomWinSocket.SendQueueLimit.__doc__ or "")
-    SendQueueLowWater = connection_setting("SendQueueLowWater",
-                                           CustomWinSocket.SendQueueLowWater.__doc__ or "")
-    Framing = connection_setting("Framing", "``fmNone`` (raw: OnRead/ReceiveText), ``fmLine`` "
-                                 "or ``fmPacket``: one event per message (OnLineReceived / "
-                                 "OnPacketReceived). Beyond the VCL.")
-    LineEnd = connection_setting("LineEnd", "Line terminator for ``fmLine`` and ``SendLine``.")
-    MaxFrameSize = connection_setting("MaxFrameSize", "Longest line/packet accepted (default "
-                                      "1 MiB); longer is OnError(eeReceive, 10040).")
-    FrameOverflow = connection_setting("FrameOverflow", "``foClose`` (default) closes after an "
-                                       "oversized message; ``foDiscard`` skips it.")
-    Encoding = connection_setting("Encoding", "Text encoding (default 'utf-8').")
+    def _get_auto_reconnect(self) -> bool:
+        return self._auto_reconnect
 
-    @property
-    def KeepAliveDetectionTime(self) -> int:
-        """Longest time (ms) until keepalive reports a vanished peer, from the values actually
-        set: KeepAliveTime + KeepAliveCount × KeepAliveInterval (read-only)."""
-        return self._socket.KeepAliveDetectionTime
+    def _set_auto_reconnect(self, value: bool) -> None:
+        self._auto_reconnect = bool(value)
+
+    def _get_reconnect_interval(self) -> int:
+        return self._reconnect_interval
+
+    def _set_reconnect_interval(self, value: int) -> None:
+        self._reconnect_interval = check_count(value, "ReconnectInterval", 1, unit=" (ms)")
+
+    def _get_reconnect_max_interval(self) -> int:
+        return self._reconnect_max_interval
+
+    def _set_reconnect_max_interval(self, value: int) -> None:
+        self._reconnect_max_interval = check_count(value, "ReconnectMaxInterval", 1,
+                                                   unit=" (ms)")
+
+    def _get_reconnect_attempt(self) -> int:
+        return self._reconnect_attempt
+
+    def _get_reconnecting(self) -> bool:
+        return self._reconnect_timer.isActive()
+
+    def _get_tls_verify_peer(self) -> bool:
+        return self._tls_verify_peer
+
+    def _set_tls_verify_peer(self, value: bool) -> None:
+        self._tls_verify_peer = bool(value)
+
+    def _get_tls_ca_file(self) -> str:
+        return self._tls_ca_file
+
+    def _set_tls_ca_file(self, value: str) -> None:
+        self._tls_ca_file = check_text(value, "TLSCAFile")
+
+    def _get_tls_server_name(self) -> str:
+        return self._tls_server_name
+
+    def _set_tls_server_name(self, value: str) -> None:
+        self._tls_server_name = check_text(value, "TLSServerName")
+
+    locals().update(qt_property(
+        "Host", str, _get_host, _set_host,
+        "Host name of the server, looked up off the GUI thread; beats Address when set. Not "
+        "changeable while active."))
+    locals().update(qt_property(
+        "ClientType", ClientType, _get_client_type, _set_client_type,
+        "ctNonBlocking (events, default) or ctBlocking (calls wait); fixed while connected."))
+    locals().update(qt_property(
+        "ConnectTimeout", int, _get_connect_timeout, _set_connect_timeout,
+        "Milliseconds allowed from Open to OnConnect: lookup, connect and TLS handshake. 0 "
+        "(default) leaves a non-blocking connect to the OS and bounds a blocking one by 30 s. "
+        "Expiry is OnError(eeConnect, 10060) then OnDisconnect (beyond the VCL)."))
+    locals().update(qt_property(
+        "AutoReconnect", bool, _get_auto_reconnect, _set_auto_reconnect,
+        "After a connection ends by anything but Close() (peer gone, refused, error), open "
+        "again after ReconnectInterval ms, doubling up to ReconnectMaxInterval; OnReconnect "
+        "fires before each attempt. Meanwhile sends are kept and go out after the next "
+        "OnConnect. Close() stops it (and drops what was kept)."))
+    locals().update(qt_property("ReconnectInterval", int, _get_reconnect_interval,
+                                _set_reconnect_interval,
+                                "First delay of AutoReconnect, in ms (default 1000)."))
+    locals().update(qt_property("ReconnectMaxInterval", int, _get_reconnect_max_interval,
+                                _set_reconnect_max_interval,
+                                "Longest delay of AutoReconnect, in ms (default 30000)."))
+    locals().update(qt_property("ReconnectAttempt", int, _get_reconnect_attempt, None,
+                                "Attempts since the last successful connection (read-only)."))
+    locals().update(qt_property("Reconnecting", bool, _get_reconnecting, None,
+                                "True while AutoReconnect waits for its next attempt "
+                                "(read-only)."))
+    locals().update(qt_property(
+        "TLSVerifyPeer", bool, _get_tls_verify_peer, _set_tls_verify_peer,
+        "Verify the server's certificate and name (default on; off only for testing)."))
+    locals().update(qt_property("TLSCAFile", str, _get_tls_ca_file, _set_tls_ca_file,
+                                "PEM file of trusted CAs; '' uses the system's trust store."))
+    locals().update(qt_property(
+        "TLSServerName", str, _get_tls_server_name, _set_tls_server_name,
+        "Name sent as SNI and checked against the certificate; '' uses Host, else Address."))
+
+    if TYPE_CHECKING:  # the Qt properties made here, as type checkers see them
+        from PySide6.QtCore import SignalInstance
+        Host: str
+        ClientType: _enums.ClientType  # type: ignore[assignment]  # the enum is named so too
+        ConnectTimeout: int
+        AutoReconnect: bool
+        ReconnectInterval: int
+        ReconnectMaxInterval: int
+        ReconnectAttempt: int
+        ReconnectAttemptChanged: SignalInstance
+        Reconnecting: bool
+        ReconnectingChanged: SignalInstance
+        TLSVerifyPeer: bool
+        TLSCAFile: str
+        TLSServerName: str
 
     def Open(self) -> None:
         """Connect (``Active := True``); a no-op when already connected or connecting.
@@ -200,20 +242,19 @@ class ClientSocket(SocketComponent):
         self._stored_active = False
         self._wanted = False
         self._reopen = False
-        self._reconnect_timer.stop()
+        if self._reconnect_timer.isActive():
+            self._reconnect_timer.stop()
+            self.ReconnectingChanged.emit(False)
         self._socket.hold_while_closed = False
         self._socket.DiscardOutbox()
         self._socket.Close()
 
-    @property
-    def Reconnecting(self) -> bool:
-        """True while AutoReconnect waits for its next attempt (read-only)."""
-        return self._reconnect_timer.isActive()
-
     def _reconnect(self) -> None:
+        self.ReconnectingChanged.emit(False)
         if not (self._wanted and self.AutoReconnect) or self._socket.Phase is not Phase.CLOSED:
             return
-        self.ReconnectAttempt += 1
+        self._reconnect_attempt += 1
+        self.ReconnectAttemptChanged.emit(self._reconnect_attempt)
         self.OnReconnect.emit(self, self._socket)
         if self._wanted and self._socket.Phase is Phase.CLOSED:
             self._open()
@@ -224,6 +265,7 @@ class ClientSocket(SocketComponent):
         self._reconnect_delay = first if not self._reconnect_delay else \
             min(self._reconnect_delay * 2, cap)
         self._reconnect_timer.start(self._reconnect_delay)
+        self.ReconnectingChanged.emit(True)
 
     def _watched_sockets(self) -> list[CustomWinSocket]:
         return [self._socket]
@@ -234,12 +276,14 @@ class ClientSocket(SocketComponent):
     # ------------------------------------------------------------------ socket events
     def _socket_event(self, socket: CustomWinSocket, event: int) -> None:
         if event == seConnect:
-            self._active = True
+            self._set_active(True)
             self._reconnect_delay = 0
-            self.ReconnectAttempt = 0
+            if self._reconnect_attempt:
+                self._reconnect_attempt = 0
+                self.ReconnectAttemptChanged.emit(0)
             self._idle.arm()
         elif event == seDisconnect:
-            self._active = False
+            self._set_active(False)
         try:
             on_event = self._on_event
             if on_event is None:

@@ -5,7 +5,7 @@ TCP delivers bytes, not messages: ``ReceiveText`` may return half a message or t
 ``fmPacket``) cuts the stream itself and fires one event per message (``OnLineReceived`` /
 ``OnPacketReceived``, server: ``OnClientLineReceived`` / ``OnClientPacketReceived``).
 
-This module holds the framers only: no sockets, no Qt. ``feed(data)`` returns what the new bytes
+This module holds the framers only: no sockets, no I/O. ``feed(data)`` returns what the new bytes
 completed; ``eof()`` what the end of the stream completes. Each item is a ``bytes`` message or a
 :class:`FrameError`. Memory is bounded: a framer never holds much more than ``max_size`` plus one
 read, whatever the peer sends.
@@ -21,8 +21,9 @@ read, whatever the peer sends.
 """
 from __future__ import annotations
 
-from enum import IntEnum
 from typing import Optional, Union
+
+from .enums import FrameOverflow, FramingMode
 
 __all__ = [
     "FramingMode", "FrameOverflow", "FrameError", "LineFramer", "PacketFramer", "Framer",
@@ -34,21 +35,6 @@ WSAEMSGSIZE = 10040  # message too long
 WSAEDISCON = 10101   # the peer closed in the middle of a message
 DEFAULT_MAX_FRAME = 1024 * 1024
 PACKET_HEADER = 4
-
-
-class FramingMode(IntEnum):
-    """How a socket cuts its input into messages (beyond the VCL)."""
-
-    fmNone = 0
-    fmLine = 1
-    fmPacket = 2
-
-
-class FrameOverflow(IntEnum):
-    """What happens to a message longer than ``MaxFrameSize``."""
-
-    foClose = 0
-    foDiscard = 1
 
 
 fmNone = FramingMode.fmNone

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import ssl
 import weakref
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
-from PySide6.QtCore import QMetaMethod, QObject, Signal
+from PySide6.QtCore import QMetaMethod, QObject
 
-from ._component import SocketComponent, connection_setting, weak_method
+from . import enums as _enums
+from ._component import SocketComponent, event, qt_property, weak_method
 from ._lifecycle import Phase
 from ._settings import check_count, check_text
 from ._tls import server_context
@@ -55,21 +56,21 @@ class ServerSocket(SocketComponent):
     TServerSocket.OnError; accepting pauses briefly and goes on.
     """
 
-    OnListen = Signal(object, object)
-    OnAccept = Signal(object, object)
-    OnGetSocket = Signal(object, object, object)
-    OnGetThread = Signal(object, object, object)
-    OnThreadStart = Signal(object, object)
-    OnThreadEnd = Signal(object, object)
-    OnClientConnect = Signal(object, object)
-    OnClientRead = Signal(object, object)
-    OnClientWrite = Signal(object, object)
-    OnClientDisconnect = Signal(object, object)
-    OnClientHalfClose = Signal(object, object)
-    OnClientLineReceived = Signal(object, object, object)
-    OnClientPacketReceived = Signal(object, object, object)
-    OnClientError = Signal(object, object, object, object)
-    OnError = Signal(object, object, object, object)
+    OnListen = event("Sender", "Socket")
+    OnAccept = event("Sender", "Socket")
+    OnGetSocket = event("Sender", "Socket", "ClientSocket")
+    OnGetThread = event("Sender", "ClientSocket", "SocketThread")
+    OnThreadStart = event("Sender", "Thread")
+    OnThreadEnd = event("Sender", "Thread")
+    OnClientConnect = event("Sender", "Socket")
+    OnClientRead = event("Sender", "Socket")
+    OnClientWrite = event("Sender", "Socket")
+    OnClientDisconnect = event("Sender", "Socket")
+    OnClientHalfClose = event("Sender", "Socket")
+    OnClientLineReceived = event("Sender", "Socket", "Line")
+    OnClientPacketReceived = event("Sender", "Socket", "Packet")
+    OnClientError = event("Sender", "Socket", "ErrorEvent", "ErrorCode")
+    OnError = event("Sender", "Socket", "ErrorEvent", "ErrorCode")
 
     _connects = 0  # connectNotify calls so far: a refresh that raced a connect is dropped
     _DISPATCH_METHODS = frozenset({*_CLIENT_DISPATCH.values(), "ClientErrorEvent",
@@ -80,12 +81,8 @@ class ServerSocket(SocketComponent):
         super().__init__(self._socket, parent)
         server = self._server = self._socket
         server.ThreadCacheSize = 10
-        self.UseTLS = False
-        """Serve TLS; OnClientConnect fires after each handshake (beyond the VCL)."""
-        self.TLSCertFile = ""
-        """PEM certificate chain the server presents."""
-        self.TLSKeyFile = ""
-        """PEM private key; '' when it is inside TLSCertFile."""
+        self._tls_cert_file = ""
+        self._tls_key_file = ""
         self.TLSContext: Optional[ssl.SSLContext] = None
         """A ready server ``ssl.SSLContext`` (SNI callbacks, client certificates…), overriding
         TLSCertFile/TLSKeyFile."""
@@ -117,77 +114,70 @@ class ServerSocket(SocketComponent):
     def _settings_target(self) -> CustomWinSocket:
         return self._socket
 
-    @property
-    def MaxConnections(self) -> int:
-        """Most clients served at once (0: no limit). A connection beyond it is accepted, sent
-        BannerTooBusy (if set) and closed at once, with no event; never exceeded, even under a
-        connection storm (accepting runs on one thread). Handshaking TLS clients count."""
+    # ------------------------------------------------------------------ Qt properties
+    def _get_max_connections(self) -> int:
         return self._socket.MaxConnections
 
-    @MaxConnections.setter
-    def MaxConnections(self, value: int) -> None:
+    def _set_max_connections(self, value: int) -> None:
         self._socket.MaxConnections = check_count(value, "MaxConnections")
 
-    @property
-    def BannerTooBusy(self) -> str:
-        """Text sent to a connection refused because of MaxConnections ('' sends nothing)."""
+    def _get_banner(self) -> str:
         return self._socket.BannerTooBusy
 
-    @BannerTooBusy.setter
-    def BannerTooBusy(self, value: str) -> None:
+    def _set_banner(self, value: str) -> None:
         self._socket.BannerTooBusy = check_text(value, "BannerTooBusy")
 
-    @property
-    def ServerType(self) -> ServerType:
-        """``stNonBlocking`` (events, default) or ``stThreadBlocking``; fixed while listening."""
+    def _get_server_type(self) -> ServerType:
         return self._socket.ServerType
 
-    @ServerType.setter
-    def ServerType(self, value: Union[ServerType, int]) -> None:
+    def _set_server_type(self, value: Union[ServerType, int]) -> None:
         self._socket.ServerType = value
 
-    @property
-    def ThreadCacheSize(self) -> int:
-        """Idle client threads kept for reuse in stThreadBlocking mode (default 10)."""
+    def _get_thread_cache_size(self) -> int:
         return int(self._socket.ThreadCacheSize)
 
-    @ThreadCacheSize.setter
-    def ThreadCacheSize(self, value: int) -> None:
+    def _set_thread_cache_size(self, value: int) -> None:
         self._socket.ThreadCacheSize = check_count(value, "ThreadCacheSize")
 
-    AllowHalfClose = connection_setting(
-        "AllowHalfClose", "Per client: when the client finishes sending, fire "
-        "OnClientHalfClose and keep the connection open until the application closes it "
-        "(beyond the VCL).")
-    KeepAlive = connection_setting("KeepAlive", CustomWinSocket.KeepAlive.__doc__ or "")
-    KeepAliveTime = connection_setting("KeepAliveTime", CustomWinSocket.KeepAliveTime.__doc__
-                                       or "")
-    KeepAliveInterval = connection_setting("KeepAliveInterval",
-                                           CustomWinSocket.KeepAliveInterval.__doc__ or "")
-    KeepAliveCount = connection_setting("KeepAliveCount",
-                                        CustomWinSocket.KeepAliveCount.__doc__ or "")
-    IdleTimeout = connection_setting("IdleTimeout", CustomWinSocket.IdleTimeout.__doc__ or "")
-    HandshakeTimeout = connection_setting("HandshakeTimeout",
-                                          CustomWinSocket.HandshakeTimeout.__doc__ or "")
-    SendQueueLimit = connection_setting("SendQueueLimit",
-                                        CustomWinSocket.SendQueueLimit.__doc__ or "")
-    SendQueueLowWater = connection_setting("SendQueueLowWater",
-                                           CustomWinSocket.SendQueueLowWater.__doc__ or "")
-    Framing = connection_setting("Framing", "``fmNone`` (raw: OnClientRead), ``fmLine`` or "
-                                 "``fmPacket``: one event per message (OnClientLineReceived / "
-                                 "OnClientPacketReceived). Beyond the VCL.")
-    LineEnd = connection_setting("LineEnd", "Line terminator for ``fmLine`` and ``SendLine``.")
-    MaxFrameSize = connection_setting("MaxFrameSize", "Longest line/packet accepted (default "
-                                      "1 MiB); longer is OnClientError(eeReceive, 10040).")
-    FrameOverflow = connection_setting("FrameOverflow", "``foClose`` (default) closes after an "
-                                       "oversized message; ``foDiscard`` skips it.")
-    Encoding = connection_setting("Encoding", "Text encoding (default 'utf-8').")
+    def _get_tls_cert_file(self) -> str:
+        return self._tls_cert_file
 
-    @property
-    def KeepAliveDetectionTime(self) -> int:
-        """Longest time (ms) until keepalive reports a vanished client, from the values
-        actually set (read-only)."""
-        return self._socket.KeepAliveDetectionTime
+    def _set_tls_cert_file(self, value: str) -> None:
+        self._tls_cert_file = check_text(value, "TLSCertFile")
+
+    def _get_tls_key_file(self) -> str:
+        return self._tls_key_file
+
+    def _set_tls_key_file(self, value: str) -> None:
+        self._tls_key_file = check_text(value, "TLSKeyFile")
+
+    locals().update(qt_property(
+        "MaxConnections", int, _get_max_connections, _set_max_connections,
+        "Most clients served at once (0: no limit). A connection beyond it is accepted, sent "
+        "BannerTooBusy (if set) and closed at once, with no event; never exceeded, even under "
+        "a connection storm. Clients still in their TLS handshake count."))
+    locals().update(qt_property(
+        "BannerTooBusy", str, _get_banner, _set_banner,
+        "Text sent to a connection refused because of MaxConnections ('' sends nothing)."))
+    locals().update(qt_property(
+        "ServerType", ServerType, _get_server_type, _set_server_type,
+        "stNonBlocking (events, default) or stThreadBlocking (a thread per client); fixed "
+        "while listening."))
+    locals().update(qt_property(
+        "ThreadCacheSize", int, _get_thread_cache_size, _set_thread_cache_size,
+        "Idle client threads kept for reuse in stThreadBlocking mode (default 10)."))
+    locals().update(qt_property("TLSCertFile", str, _get_tls_cert_file, _set_tls_cert_file,
+                                "PEM certificate chain the server presents."))
+    locals().update(qt_property("TLSKeyFile", str, _get_tls_key_file, _set_tls_key_file,
+                                "PEM private key; '' when it is inside TLSCertFile."))
+
+    if TYPE_CHECKING:  # the Qt properties made here, as type checkers see them
+        MaxConnections: int
+        BannerTooBusy: str
+        ServerType: _enums.ServerType  # type: ignore[assignment]  # the enum is named so too
+        ThreadCacheSize: int
+        TLSCertFile: str
+        TLSKeyFile: str
 
     def Open(self) -> None:
         """Start listening (``Active := True``); errors such as a port in use raise here."""
@@ -206,10 +196,10 @@ class ServerSocket(SocketComponent):
     # ------------------------------------------------------------------ listener events
     def _listener_event(self, socket: CustomWinSocket, event: int) -> None:
         if event == seListen:
-            self._active = True
+            self._set_active(True)
             self.OnListen.emit(self, socket)
         elif event == seDisconnect:
-            self._active = False
+            self._set_active(False)
 
     def _listener_error(self, socket: CustomWinSocket, event: ErrorEvent,
                         code: Var[int]) -> None:

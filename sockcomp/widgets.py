@@ -47,6 +47,7 @@ from PySide6.QtGui import QColor, QFont, QLinearGradient, QPainter, QPainterPath
 from PySide6.QtWidgets import QWidget
 
 from . import components
+from .enums import ClientType, FramingMode, ServerType
 from ._designtime import in_designer
 
 __all__ = ["ClientSocket", "ServerSocket", "paint_icon", "CUSTOM_WIDGETS"]
@@ -303,7 +304,7 @@ class ClientSocket(_ClientSocketEnums):  # type: ignore[no-redef]
         return _ClientSocketEnums.TClientType(int(self.component.ClientType))
 
     def setClientType(self, value: Union[int, Enum]) -> None:
-        self.component.ClientType = _enum_value(value)
+        self.component.ClientType = ClientType(_enum_value(value))
 
     def getConnectTimeout(self) -> int:
         return self.component.ConnectTimeout
@@ -315,7 +316,7 @@ class ClientSocket(_ClientSocketEnums):  # type: ignore[no-redef]
         return _ClientSocketEnums.TFramingMode(int(self.component.Framing))
 
     def setFraming(self, value: Union[int, Enum]) -> None:
-        self.component.Framing = _enum_value(value)
+        self.component.Framing = FramingMode(_enum_value(value))
 
     # Delphi's Object Inspector order (alphabetical); Designer shows and saves them in this order
     Active = Property(bool, _ComponentWidget.getActive, _ComponentWidget.setActive)
@@ -367,7 +368,7 @@ class ServerSocket(_ServerSocketEnums):  # type: ignore[no-redef]
         return _ServerSocketEnums.TServerType(int(self.component.ServerType))
 
     def setServerType(self, value: Union[int, Enum]) -> None:
-        self.component.ServerType = _enum_value(value)
+        self.component.ServerType = ServerType(_enum_value(value))
 
     def getThreadCacheSize(self) -> int:
         return self.component.ThreadCacheSize
@@ -379,7 +380,7 @@ class ServerSocket(_ServerSocketEnums):  # type: ignore[no-redef]
         return _ServerSocketEnums.TFramingMode(int(self.component.Framing))
 
     def setFraming(self, value: Union[int, Enum]) -> None:
-        self.component.Framing = _enum_value(value)
+        self.component.Framing = FramingMode(_enum_value(value))
 
     Active = Property(bool, _ComponentWidget.getActive, _ComponentWidget.setActive)
     Address = Property(str, _ComponentWidget.getAddress, _ComponentWidget.setAddress)
