@@ -13,12 +13,19 @@ from .enums import (
     SD_BOTH,
     SD_RECEIVE,
     SD_SEND,
+    AsyncStyle,
     ClientType,
     ErrorEvent,
     LookupState,
     ServerType,
     SocketEvent,
     SocketState,
+    asAccept,
+    asClose,
+    asConnect,
+    asOOB,
+    asRead,
+    asWrite,
     ctBlocking,
     ctNonBlocking,
     eeAccept,
@@ -28,6 +35,9 @@ from .enums import (
     eeLookup,
     eeReceive,
     eeSend,
+    lsIdle,
+    lsLookupAddress,
+    lsLookupService,
     seAccept,
     seConnect,
     seConnecting,
@@ -39,7 +49,7 @@ from .enums import (
     stNonBlocking,
     stThreadBlocking,
 )
-from .errors import ESocketError, HandleException, SetExceptionHook
+from .errors import ESocketError, HandleException, SetErrorProc, SetExceptionHook
 from .framing import FrameOverflow, FramingMode, fmLine, fmNone, fmPacket, foClose, foDiscard
 from .serverwinsock import ServerClientWinSocket, ServerWinSocket
 from .stream import ESocketTimeout, WinSocketStream
@@ -58,5 +68,7 @@ __all__ = [
     "eeAccept", "eeLookup", "SD_RECEIVE", "SD_SEND", "SD_BOTH", "SetExceptionHook",
     "HandleException", "FramingMode", "FrameOverflow", "fmNone", "fmLine", "fmPacket", "foClose",
     "foDiscard", "seLookup", "seConnecting", "seConnect", "seDisconnect", "seListen",
-    "seAccept", "seWrite", "seRead", "seHalfClose",
+    "seAccept", "seWrite", "seRead", "seHalfClose", "SetErrorProc", "AsyncStyle", "asRead",
+    "asWrite", "asOOB", "asAccept", "asConnect", "asClose", "lsIdle", "lsLookupAddress",
+    "lsLookupService",
 ]

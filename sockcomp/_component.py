@@ -105,7 +105,22 @@ def _reaper(sock: CustomWinSocket) -> Callable[..., None]:
 
 class SocketComponent(ScktComp):
     """The base of ClientSocket and ServerSocket (``TAbstractSocket``); a QObject that knows the
-    ScktComp enumerations (:class:`~sockcomp.enums.ScktComp`)."""
+    ScktComp enumerations (:class:`~sockcomp.enums.ScktComp`).
+
+    Events are Qt signals: ``OnConnect.connect(handler)`` adds a handler. Assigning one, as
+    Pascal's ``ClientSocket1.OnConnect := Handler``, sets the event's one *assigned* handler:
+    ``comp.OnConnect = handler`` replaces the previously assigned one (handlers connected with
+    ``connect`` stay) and ``comp.OnConnect = None`` removes it.
+    """
+
+    #: Names of the component's events (its signals named On…), per class.
+    _EVENT_NAMES: frozenset[str] = frozenset()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._EVENT_NAMES = frozenset(
+            name for klass in cls.__mro__ for name, value in vars(klass).items()
+            if name.startswith("On") and isinstance(value, Signal))
 
     def __init__(self, socket: CustomWinSocket, parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
@@ -151,9 +166,30 @@ class SocketComponent(ScktComp):
     _DISPATCH_METHODS: frozenset[str] = frozenset()
 
     def __setattr__(self, name: str, value: Any) -> None:
+        if name in self._EVENT_NAMES:
+            self.assign_handler(name, value)
+            return
         super().__setattr__(name, value)
         if name in self._DISPATCH_METHODS and hasattr(self, "_emit"):
             self._bind_dispatch()  # a dispatch method replaced on this instance
+
+    def assign_handler(self, name: str, handler: Optional[Callable[..., Any]]) -> None:
+        """Event ``name``'s assigned handler becomes ``handler`` (None: none); what
+        ``comp.OnX = handler`` does. Raises TypeError when ``handler`` is not callable."""
+        if handler is not None and not callable(handler):
+            raise TypeError(f"{name} takes a callable (or None), not {handler!r}")
+        signal = getattr(self, name)
+        assigned: dict[str, Callable[..., Any]] = self.__dict__.setdefault(
+            "_assigned_handlers", {})
+        previous = assigned.pop(name, None)
+        if previous is not None:
+            try:
+                signal.disconnect(previous)
+            except (RuntimeError, TypeError):
+                pass  # already disconnected by hand
+        if handler is not None:
+            signal.connect(handler)
+            assigned[name] = handler
 
     def _bind_dispatch(self) -> None:
         """Resolve once what each event calls, so an event pays no method lookup."""
@@ -186,11 +222,26 @@ class SocketComponent(ScktComp):
         return True
 
     def Open(self) -> None:
-        """Open the socket (``Active := True``)."""
-        raise NotImplementedError
+        """Open the socket (``Active := True``): :meth:`DoActivate` (True)."""
+        self.DoActivate(True)
 
     def Close(self) -> None:
-        """Close the socket (``Active := False``)."""
+        """Close the socket (``Active := False``): :meth:`DoActivate` (False)."""
+        self.DoActivate(False)
+
+    def DoActivate(self, Value: bool) -> None:
+        """Open (True) or close (False): what ``Active``, :meth:`Open`, :meth:`Close` and the
+        end of loading call (``TAbstractSocket.DoActivate``). Override it to act on every
+        activation; call ``super().DoActivate(Value)`` to open or close."""
+        if Value:
+            self._activate()
+        else:
+            self._deactivate()
+
+    def _activate(self) -> None:
+        raise NotImplementedError
+
+    def _deactivate(self) -> None:
         raise NotImplementedError
 
     def _get_active(self) -> bool:

@@ -30,8 +30,11 @@ from ._settings import ConnectionSettings, Setting
 from ._sockopts import apply_keepalive
 from ._transport import Transport
 from ._waits import Deadline
-from .enums import ErrorEvent, SocketState, eeGeneral, seDisconnect, seWrite
-from .errors import WSAETIMEDOUT, ESocketError, HandleException, describe, wsa_code
+from .enums import (
+    DEFAULT_ASYNC_STYLES, AsyncStyle, ErrorEvent, SocketState, asRead, asWrite, eeGeneral,
+    seDisconnect, seWrite,
+)
+from .errors import ESocketError, HandleException, describe, raise_error, wsa_code
 from .var import Var
 
 __all__ = ["Connection", "EventSink", "ErrorSink", "FrameSink", "no_event", "no_error",
@@ -124,7 +127,9 @@ class Connection:
     _reading_stopped = False            # Shutdown(SD_RECEIVE)
     _blocking = False                   # reads and sends may wait (see _may_wait)
     _worker_served = False              # stThreadBlocking: a worker thread reads
-    _notify_io = True                   # OnRead/OnWrite (a ctBlocking client has none)
+    _notify_read = True                 # OnRead (ASyncStyles has asRead; not ctBlocking)
+    _notify_write = True                # OnWrite (ASyncStyles has asWrite; not ctBlocking)
+    _async_styles: frozenset[AsyncStyle] = DEFAULT_ASYNC_STYLES
     _tls_context: Any = None
     _tls_server_side = False
     _tls_hostname: Optional[str] = None
@@ -283,11 +288,22 @@ class Connection:
         t.start_reading()
         self._connection_made()
         self._fire(event)  # type: ignore[arg-type]
-        if self._notify_io and self._life.phase in WRITE_PHASES and not t.tx.items:
+        if self._notify_write and self._life.phase in WRITE_PHASES and not t.tx.items:
             self._fire(seWrite)
 
     def _connection_made(self) -> None:  # the client's connect timer, outbox
         pass
+
+    def _apply_styles(self, quiet: bool = False) -> None:
+        """OnRead/OnWrite as ``ASyncStyles`` says (none at all when ``quiet``: a ctBlocking
+        client). Only a difference from the class default is stored on the instance."""
+        styles = self._async_styles
+        for name, on in (("_notify_read", asRead in styles and not quiet),
+                         ("_notify_write", asWrite in styles and not quiet)):
+            if on:
+                self.__dict__.pop(name, None)
+            else:
+                setattr(self, name, False)
 
     def error_received(self, event: ErrorEvent, exc: BaseException, api: str) -> None:
         """Transport: the connection broke (reset, timeout, TLS failure…). A failed TLS
@@ -416,7 +432,9 @@ class Connection:
 
     def _fail(self, event: ErrorEvent, exc: BaseException, api: str, raise_: bool = False,
               graceful: bool = False) -> None:
-        """An error ends the connection: OnError, then OnDisconnect, then raise or the hook.
+        """An error ends the connection: OnError, then OnDisconnect, then (unless a handler
+        cleared ErrorCode) raised to the caller when ``raise_``, else the hook's
+        ``Asynchronous socket error``.
 
         Nothing happens if the connection was already ending (nothing after OnDisconnect).
         The close is abortive (the connection is broken) unless ``graceful``.
@@ -427,14 +445,19 @@ class Connection:
             self._life.step(Input.FAIL)
         original = wsa_code(exc)
         self.LastError = ESocketError.from_os_error(exc, api)
-        code = self._report_error(event, original, describe(exc))
+        text = describe(exc)
+        code = self._report_error(event, original, text)
         self._end(graceful)
-        if code:
-            err = self.LastError if code == original else \
-                ESocketError.from_code(code, api, getattr(exc, "errno", None))
-            if raise_:
-                raise err
-            self._report_exception(err)
+        if not code:
+            return
+        native = getattr(exc, "errno", None)
+        if raise_:  # the caller's own call failed: raised there, or its error proc
+            raise_error(self.LastError if code == original else
+                        ESocketError.from_code(code, api, native))
+        elif code == original:
+            self._report_exception(ESocketError.asynchronous(code, api, text, native))
+        else:
+            self._report_exception(ESocketError.asynchronous(code, api, "", native))
 
     def fail(self, event: ErrorEvent, exc: BaseException, api: str,
              graceful: bool = False) -> None:
@@ -445,9 +468,7 @@ class Connection:
     def idle_expired(self) -> None:
         """No traffic for IdleTimeout ms: OnError(eeGeneral, 10060), then close (a FIN)."""
         timeout = self.settings.IdleTimeout
-        error = ESocketError(f"Windows socket error: idle for more than {timeout} ms "
-                             f"({WSAETIMEDOUT}), on API 'recv'", WSAETIMEDOUT, errno.ETIMEDOUT,
-                             "recv")
+        error = TimeoutError(errno.ETIMEDOUT, f"idle for more than {timeout} ms")
         self._fail(eeGeneral, error, "recv", graceful=True)
 
     def _report_exception(self, exc: BaseException) -> None:

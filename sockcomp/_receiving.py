@@ -50,7 +50,7 @@ class ReceiveSide(Connection):
             t = self._transport
             if t is not None:
                 t.pause_reading()
-        if notify:
+        if notify and self._notify_read:
             phase = self._life.phase
             if phase is _CONNECTED or phase in READ_PHASES:
                 self._event_sink(self, seRead)
@@ -119,15 +119,14 @@ class ReceiveSide(Connection):
         if framer.failed:
             self._end(graceful=True)
         if code:
-            self._report_exception(ESocketError(
-                f"Windows socket error: {item.text} ({code}), on API 'recv'", code, None,
-                "recv"))
+            self._report_exception(ESocketError.asynchronous(
+                code, "recv", item.text if code == item.code else ""))
 
     def _peer_closed(self) -> None:
         """The peer sent FIN: offer what is left, then OnDisconnect (or OnHalfClose)."""
         rx = self._rx
         while rx.length and not rx.notified and self._life.phase in READ_PHASES \
-                and self._notify_io:
+                and self._notify_read:
             before = rx.length
             rx.notified = True
             self._fire(seRead)
@@ -271,7 +270,7 @@ class ReceiveSide(Connection):
         if pump is None:
             return
         own = pump.in_own_thread()
-        if more and not self._renotify_pending and self._notify_io:
+        if more and not self._renotify_pending and self._notify_read:
             self._renotify_pending = True
             (pump.call_soon if own else pump.call_soon_threadsafe)(self._renotify)
         t = self._transport

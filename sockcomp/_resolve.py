@@ -11,8 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional, Union
 
 from ._pump import Pump
+from .errors import WSATYPE_NOT_FOUND, ESocketError
 
-__all__ = ["AddrInfo", "lookup_async", "lookup_numeric", "Lookup"]
+__all__ = ["AddrInfo", "lookup_async", "lookup_numeric", "Lookup", "service_port",
+           "address_of"]
 
 AddrInfo = tuple  # (family, type, proto, canonname, sockaddr) as returned by getaddrinfo
 
@@ -68,3 +70,28 @@ def lookup_numeric(address: str, port: Union[int, str], flags: int = 0) -> list[
     """
     return socket.getaddrinfo(address, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0,
                               flags | socket.AI_NUMERICHOST)
+
+
+def service_port(service: str, port: int) -> int:
+    """The TCP port of ``service`` (digits, or a name from the services database such as
+    ``'http'``), else ``port`` when ``service`` is ''. Reads a local file, never the network.
+    Raises ESocketError 10109 (API 'getservbyname') for an unknown name."""
+    if not service:
+        return int(port)
+    if service.isdigit():
+        return int(service)
+    try:
+        return socket.getservbyname(service, "tcp")
+    except OSError as exc:
+        raise ESocketError.from_code(WSATYPE_NOT_FOUND, "getservbyname") from exc
+
+
+def address_of(name: str) -> str:
+    """The first address of host ``name`` as text (IPv4 or IPv6, as the resolver orders
+    them); waits for the resolver. Raises ESocketError (11001 unknown host, API
+    'getaddrinfo')."""
+    try:
+        infos = socket.getaddrinfo(name, None, socket.AF_UNSPEC, socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ESocketError.from_os_error(exc, "getaddrinfo") from exc
+    return str(infos[0][4][0])

@@ -16,7 +16,7 @@ from ._connection import Connection
 from ._lifecycle import SEND_PHASES, WRITE_PHASES, Input, Phase
 from ._sendqueue import QueuedStream
 from .enums import eeSend, seDisconnect, seWrite
-from .errors import WSAESHUTDOWN, ESocketError
+from .errors import WSAESHUTDOWN, ESocketError, raise_error
 from .framing import pack_packet
 
 __all__ = ["SendSide"]
@@ -29,7 +29,7 @@ class SendSide(Connection):
 
     def write_drained(self) -> None:
         """Transport: the send queue drained to the low-water mark."""
-        if self._notify_io and self._life.phase in WRITE_PHASES:
+        if self._notify_write and self._life.phase in WRITE_PHASES:
             self._fire(seWrite)
 
     @property
@@ -71,7 +71,8 @@ class SendSide(Connection):
         phase = self._life.phase
         if t is None or phase not in SEND_PHASES:
             if phase is Phase.SEND_SHUT:
-                raise ESocketError.from_code(WSAESHUTDOWN, "send", errno.ESHUTDOWN)
+                raise_error(ESocketError.from_code(WSAESHUTDOWN, "send", errno.ESHUTDOWN))
+                return -1
             return self._send_while_closed(buf, view)
         if not len(view):
             return 0

@@ -54,8 +54,11 @@ class ClientSocket(SocketComponent):
 
     _DISPATCH_METHODS = frozenset({"Event", "Error", "LineReceived", "PacketReceived"})
 
+    #: The class of :attr:`Socket` (a subclass may name a ClientWinSocket subclass).
+    SocketClass: type[ClientWinSocket] = ClientWinSocket
+
     def __init__(self, parent: Optional[QObject] = None) -> None:
-        self._socket = ClientWinSocket()
+        self._socket = self.SocketClass()
         super().__init__(self._socket, parent)
         self._host = ""
         self._auto_reconnect = False
@@ -211,12 +214,21 @@ class ClientSocket(SocketComponent):
         TLSServerName: str
 
     def Open(self) -> None:
-        """Connect (``Active := True``); a no-op when already connected or connecting.
+        """Connect (``Active := True``, through :meth:`DoActivate`); a no-op when already
+        connected or connecting.
 
         Inside OnDisconnect (or OnError), it reconnects once the ending connection is
         released. ctBlocking: returns after OnLookup, OnConnecting and OnConnect, or raises
         the ``ESocketError`` (after OnError and OnDisconnect) when the connection fails.
         """
+        self.DoActivate(True)
+
+    def Close(self) -> None:
+        """Disconnect (``Active := False``, through :meth:`DoActivate`); also abandons a
+        lookup or connect in progress and stops AutoReconnect."""
+        self.DoActivate(False)
+
+    def _activate(self) -> None:
         phase = self._socket.Phase
         self._wanted = True
         if phase in _ENDING:
@@ -234,11 +246,9 @@ class ClientSocket(SocketComponent):
                                host_for_sni(self.TLSServerName, self._host, self._address))
         else:
             sock.configure_tls(None, None)
-        sock.Open(self._host, self._address, self._service, self._port)
+        sock.Open(self._host, self._address, self._service, self._port, Block=None)
 
-    def Close(self) -> None:
-        """Disconnect (``Active := False``); also abandons a lookup or connect in progress
-        and stops AutoReconnect."""
+    def _deactivate(self) -> None:
         self._stored_active = False
         self._wanted = False
         self._reopen = False

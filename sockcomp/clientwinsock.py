@@ -19,7 +19,9 @@ from ._pump import current_pump
 from ._resolve import AddrInfo, Lookup, lookup_async, lookup_numeric
 from ._waits import Deadline
 from .enums import ClientType, LookupState, eeConnect, eeLookup, seLookup
-from .errors import WSAENOADDRESS, ESocketError, HandleException, wsa_code
+from .errors import (
+    WSAENOADDRESS, ESocketError, HandleException, cannot_create_socket, raise_error, wsa_code,
+)
 from .winsock import CustomWinSocket
 
 __all__ = ["ClientWinSocket", "BLOCKING_CONNECT_TIMEOUT_MS"]
@@ -63,6 +65,13 @@ class ClientWinSocket(CustomWinSocket):
             if self.Connected:
                 raise ESocketError("Can't change value while socket is active")
             self._client_type = value
+            self.__dict__.pop("_async_styles", None)  # the VCL's rule: the default set again
+
+    def _style_blocking(self) -> bool:
+        return self._client_type == ClientType.ctBlocking
+
+    def _set_style_blocking(self, blocking: bool) -> None:
+        self.ClientType = ClientType.ctBlocking if blocking else ClientType.ctNonBlocking
 
     def configure_tls(self, context: Any, hostname: Optional[str]) -> None:
         """TLS for the next Open (``context`` None: plain TCP); ``hostname`` is sent as SNI
@@ -81,15 +90,22 @@ class ClientWinSocket(CustomWinSocket):
         life = self._life
         return life.generation == generation and life.phase in phases
 
-    def Open(self, Host: str, Address: str, Service: str, Port: int,
-             Block: Optional[bool] = None) -> None:
-        """Connect: Host (looked up off-thread) beats Address; Service beats Port.
+    def Open(self, Name: str, Address: str, Service: str, Port: int,
+             Block: Optional[bool] = True) -> None:
+        """Connect (``TCustomWinSocket.Open``): the host ``Name`` beats the numeric
+        ``Address``; ``Service`` beats ``Port``. ``Block`` True (the VCL's default) connects
+        here and makes the socket ``ctBlocking``, False connects through the event loop
+        (``ctNonBlocking``), None keeps ``ClientType``. ``ClientSocket.Open`` passes its
+        ClientType.
 
         Non-blocking: OnLookup fires now; with a numeric Address OnConnecting too, and the rest
-        follows from the event loop. A missing address, or a bad numeric address or service,
-        is reported at once (OnError(eeLookup), OnDisconnect) and raised unless the handler set
-        ``ErrorCode.value = 0``. Blocking: returns connected, or raises after OnError and
-        OnDisconnect; with the error suppressed by a handler it returns, not connected.
+        follows from the event loop (a Name is looked up off this thread). A missing address,
+        or a bad numeric address or service, is reported at once (OnError(eeLookup),
+        OnDisconnect) and raised unless the handler set ``ErrorCode.value = 0``. Blocking:
+        returns connected, or raises after OnError and OnDisconnect; with the error suppressed
+        by a handler it returns, not connected. A raised error goes to this thread's
+        :func:`SetErrorProc` instead when one is installed. Opening an open socket raises
+        ``Socket already open``.
         """
         with self._mutex:
             if not self._life.allows(Input.OPEN):
@@ -97,7 +113,7 @@ class ClientWinSocket(CustomWinSocket):
             if Block is not None:
                 self._client_type = ClientType.ctBlocking if Block else ClientType.ctNonBlocking
             blocking = self._blocking = self._client_type == ClientType.ctBlocking
-            self._notify_io = not blocking
+            self._apply_styles(quiet=blocking)
             if self._pump is None and not blocking:
                 self._pump = current_pump()
             self._life.step(Input.OPEN)
@@ -111,13 +127,13 @@ class ClientWinSocket(CustomWinSocket):
         if not self._current(generation, Phase.LOOKUP):
             return  # closed from OnLookup
         port: Union[int, str] = Service if Service else Port
-        if Host:
+        if Name:
             if blocking:
-                self._lookup_blocking(Host, port)
+                self._lookup_blocking(Name, port)
                 return
             self._lookup_state = LookupState.lsLookupAddress
             assert self._pump is not None
-            self._lookup = lookup_async(self._pump, Host, port, self._lookup_done)
+            self._lookup = lookup_async(self._pump, Name, port, self._lookup_done)
             return
         if not Address:
             self._lookup_failed(None, "", synchronous=True)
@@ -187,8 +203,9 @@ class ClientWinSocket(CustomWinSocket):
         else:
             err = ESocketError.from_code(left, api, getattr(exc, "errno", None))
         if synchronous:
-            raise err
-        HandleException(err)
+            raise_error(err)
+        else:
+            HandleException(err)
 
     def _cancel_pending(self) -> None:
         self._stop_connect_timer()
@@ -219,7 +236,7 @@ class ClientWinSocket(CustomWinSocket):
             try:
                 sock = socket.socket(family, type_, proto)
             except OSError as exc:
-                self._connect_error = exc
+                self._connect_error = cannot_create_socket(exc)
                 continue
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             transport = self._open_transport(sock)

@@ -18,7 +18,9 @@ from PySide6.QtCore import QEnum, QObject
 
 __all__ = [
     "ScktComp", "ClientType", "ServerType", "ErrorEvent", "SocketEvent", "LookupState",
-    "SocketState", "FramingMode", "FrameOverflow",
+    "SocketState", "FramingMode", "FrameOverflow", "AsyncStyle", "AsyncStyles",
+    "asRead", "asWrite", "asOOB", "asAccept", "asConnect", "asClose",
+    "lsIdle", "lsLookupAddress", "lsLookupService", "DEFAULT_ASYNC_STYLES",
     "ctNonBlocking", "ctBlocking", "stNonBlocking", "stThreadBlocking",
     "eeGeneral", "eeSend", "eeReceive", "eeConnect", "eeDisconnect", "eeAccept", "eeLookup",
     "seLookup", "seConnecting", "seConnect", "seDisconnect", "seListen", "seAccept", "seWrite",
@@ -104,6 +106,18 @@ class ScktComp(QObject):
         ssSendShutdown = 8
 
     @QEnum
+    class AsyncStyle(IntEnum):
+        """One notification of ``ASyncStyles`` (``TAsyncStyle``): a socket whose set is empty
+        is blocking."""
+
+        asRead = 0
+        asWrite = 1
+        asOOB = 2
+        asAccept = 3
+        asConnect = 4
+        asClose = 5
+
+    @QEnum
     class FramingMode(IntEnum):
         """How a socket cuts its input into messages (beyond the VCL)."""
 
@@ -127,6 +141,9 @@ LookupState = ScktComp.LookupState
 SocketState = ScktComp.SocketState
 FramingMode = ScktComp.FramingMode
 FrameOverflow = ScktComp.FrameOverflow
+AsyncStyle = ScktComp.AsyncStyle
+#: ``TAsyncStyles``: a set of AsyncStyle (Pascal's ``[asRead, asWrite]``).
+AsyncStyles = frozenset
 
 ctNonBlocking = ClientType.ctNonBlocking
 ctBlocking = ClientType.ctBlocking
@@ -147,6 +164,18 @@ seListen = SocketEvent.seListen
 seAccept = SocketEvent.seAccept
 seWrite = SocketEvent.seWrite
 seRead = SocketEvent.seRead
+asRead = AsyncStyle.asRead
+asWrite = AsyncStyle.asWrite
+asOOB = AsyncStyle.asOOB
+asAccept = AsyncStyle.asAccept
+asConnect = AsyncStyle.asConnect
+asClose = AsyncStyle.asClose
+lsIdle = LookupState.lsIdle
+lsLookupAddress = LookupState.lsLookupAddress
+lsLookupService = LookupState.lsLookupService
+
+#: A connection's ``ASyncStyles`` by default (``[asRead, asWrite, asConnect, asClose]``).
+DEFAULT_ASYNC_STYLES: frozenset[AsyncStyle] = frozenset((asRead, asWrite, asConnect, asClose))
 
 #: ``Shutdown(how)`` values, named as in Winsock.
 SD_RECEIVE = socket.SHUT_RD

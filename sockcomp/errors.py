@@ -5,6 +5,11 @@ sockcomp reports errors with the WSA codes a ported Delphi program already tests
 event loop is delivering a notification are never raised into Qt: they go to the application
 exception hook (the analogue of ``Application.HandleException``), which defaults to
 :func:`sys.excepthook` and can be replaced with :func:`SetExceptionHook`.
+
+Messages keep the VCL's shapes, so code that matches them keeps working: a failed call raised
+to its caller reads ``Windows socket error: <text> (<code>), on API '<api>'``; an error of an
+asynchronous notification that reaches the hook reads ``Asynchronous socket error <code>:
+<text>, on API '<api>'``. :func:`SetErrorProc` routes the first kind to a callback instead.
 """
 from __future__ import annotations
 
@@ -13,10 +18,13 @@ import os
 import socket
 import ssl
 import sys
+import threading
 from typing import Callable, Optional
 
 __all__ = [
-    "ESocketError", "SetExceptionHook", "HandleException", "wsa_code", "error_text",
+    "ESocketError", "SetExceptionHook", "HandleException", "SetErrorProc", "raise_error",
+    "cannot_create_socket",
+    "wsa_code", "error_text",
     "WSAENOADDRESS", "WSAECONNREFUSED", "WSAECONNRESET", "WSAETIMEDOUT", "WSAHOST_NOT_FOUND",
     "WSATYPE_NOT_FOUND", "WSAEADDRINUSE", "WSAESHUTDOWN", "WSAEMFILE", "WSAENOBUFS",
     "TLS_HANDSHAKE_FAILED", "TLS_CERTIFICATE_INVALID",
@@ -127,7 +135,7 @@ def describe(exc: BaseException) -> str:
     if isinstance(exc, socket.gaierror):  # the resolver's own words, e.g. "Name or service..."
         return exc.strerror or error_text(None, wsa_code(exc))
     if isinstance(exc, OSError) and exc.errno:
-        return os.strerror(exc.errno)
+        return exc.strerror or os.strerror(exc.errno)
     return str(exc) or type(exc).__name__
 
 
@@ -161,18 +169,66 @@ class ESocketError(OSError):
         return cls(message, code, native_errno, api)
 
     @classmethod
+    def asynchronous(cls, code: int, api: str, text: str = "",
+                     native_errno: Optional[int] = None) -> "ESocketError":
+        """The error of an asynchronous notification, as the application hook receives it:
+        ``Asynchronous socket error <code>: <text>, on API '<api>'`` (the VCL's
+        ``sAsyncSocketError`` followed by the words and the call)."""
+        text = text or error_text(native_errno, code)
+        message = f"Asynchronous socket error {code}: {text}, on API '{api}'"
+        return cls(message, code, native_errno, api)
+
+    @classmethod
     def from_os_error(cls, exc: BaseException, api: str) -> "ESocketError":
         """Translate an exception from the ``socket`` module into an ESocketError."""
         if isinstance(exc, ESocketError):
             return exc
         code = wsa_code(exc)
-        if isinstance(exc, (ssl.SSLError, socket.gaierror)):
-            return cls(f"Windows socket error: {describe(exc)} ({code}), on API '{api}'", code,
-                       None, api)
-        return cls.from_code(code, api, getattr(exc, "errno", None))
+        native = None if isinstance(exc, (ssl.SSLError, socket.gaierror)) else \
+            getattr(exc, "errno", None)
+        return cls(f"Windows socket error: {describe(exc)} ({code}), on API '{api}'", code,
+                   native, api)
+
+
+def cannot_create_socket(exc: OSError) -> OSError:
+    """``socket()`` failed: the VCL's ``Can't create new socket``, with the reason (the
+    same errno, so the same WSA code: 10024 out of descriptors)."""
+    reason = exc.strerror or os.strerror(exc.errno or 0)
+    return OSError(exc.errno, f"Can't create new socket: {reason}")
 
 
 ExceptionHook = Callable[[BaseException], None]
+#: ``TSocketErrorProc``: receives the WSA code of a failed call.
+SocketErrorProc = Callable[[int], None]
+
+_error_proc = threading.local()
+
+
+def SetErrorProc(ErrorProc: Optional[SocketErrorProc]) -> Optional[SocketErrorProc]:
+    """Install this thread's socket error procedure and return the previous one (``None``:
+    raise again). ``SetErrorProc`` of ScktComp, thread-local as there.
+
+    While one is installed, a socket call made in this thread whose operating-system call
+    fails (``Listen``: bind, listen, an unknown service; a blocking ``Open``: connect, the
+    lookup, the TLS handshake; ``SendBuf``/``ReceiveBuf`` and a ``WinSocketStream`` on a
+    blocking socket) calls ``ErrorProc(ErrorCode)`` with the WSA code instead of raising
+    :class:`ESocketError`, and returns as it does when OnError cleared the code (the
+    socket's ``LastError`` holds the details). Events still fire as always (OnError,
+    OnDisconnect); errors of asynchronous notifications still go to the exception hook, and
+    invalid arguments and timeouts still raise.
+    """
+    previous: Optional[SocketErrorProc] = getattr(_error_proc, "proc", None)
+    _error_proc.proc = ErrorProc
+    return previous
+
+
+def raise_error(error: "ESocketError") -> None:
+    """Raise ``error`` to the caller, or give its code to this thread's error procedure
+    (:func:`SetErrorProc`) and return."""
+    proc: Optional[SocketErrorProc] = getattr(_error_proc, "proc", None)
+    if proc is None:
+        raise error
+    proc(error.ErrorCode)
 
 
 def _default_hook(exc: BaseException) -> None:

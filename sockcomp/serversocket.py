@@ -76,10 +76,15 @@ class ServerSocket(SocketComponent):
     _DISPATCH_METHODS = frozenset({*_CLIENT_DISPATCH.values(), "ClientErrorEvent",
                                    "ClientLineReceived", "ClientPacketReceived"})
 
+    #: The class of :attr:`Socket`: a subclass may name a ServerWinSocket subclass whose
+    #: hooks (GetClientSocket, GetServerThread, DoCreateThread) it overrides.
+    SocketClass: type[ServerWinSocket] = ServerWinSocket
+
     def __init__(self, parent: Optional[QObject] = None) -> None:
-        self._socket = ServerWinSocket()
+        self._socket = self.SocketClass()
         super().__init__(self._socket, parent)
         server = self._server = self._socket
+        server.set_component(self)
         server.ThreadCacheSize = 10
         self._tls_cert_file = ""
         self._tls_key_file = ""
@@ -180,16 +185,24 @@ class ServerSocket(SocketComponent):
         TLSKeyFile: str
 
     def Open(self) -> None:
-        """Start listening (``Active := True``); errors such as a port in use raise here."""
+        """Start listening (``Active := True``, through :meth:`DoActivate`); errors such as a
+        port in use raise here (or go to :func:`SetErrorProc`'s procedure)."""
+        self.DoActivate(True)
+
+    def Close(self) -> None:
+        """Stop listening and close every client connection (``Active := False``, through
+        :meth:`DoActivate`)."""
+        self.DoActivate(False)
+
+    def _activate(self) -> None:
         if self._socket.Phase is not Phase.CLOSED:
             return
         self._socket.tls_context = (
             (self.TLSContext or server_context(self.TLSCertFile, self.TLSKeyFile))
             if self.UseTLS else None)
-        self._socket.Listen(self._address, self._service, self._port)
+        self._socket.Listen("", self._address, self._service, self._port)
 
-    def Close(self) -> None:
-        """Stop listening and close every client connection (``Active := False``)."""
+    def _deactivate(self) -> None:
         self._stored_active = False
         self._socket.Close()
 

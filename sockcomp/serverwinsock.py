@@ -16,14 +16,18 @@ import errno
 import socket
 import ssl
 import threading
+import weakref
 from typing import Any, Callable, Optional, Union
 
 from ._lifecycle import Input, Phase
 from ._pump import ERRORS, READ, current_pump
+from ._resolve import service_port
 from ._synchronize import Synchronizer
 from ._transport import close_quietly
-from .enums import ErrorEvent, ServerType, eeAccept, seConnect
-from .errors import WSAENOBUFS, ESocketError, HandleException, wsa_code
+from .enums import ErrorEvent, ServerType, asAccept, eeAccept, seConnect
+from .errors import (
+    ESocketError, HandleException, cannot_create_socket, describe, raise_error, wsa_code,
+)
 from .threads import SHUTDOWN_WAIT, ServerClientThread, ThreadCache
 from .var import Var
 from ._connection import ErrorSink, EventSink, FrameSink, no_error, no_event, no_frame
@@ -52,11 +56,12 @@ def bind_listener(address: str, port: int) -> socket.socket:
             candidates.append((socket.AF_INET6, ("::", port, 0, 0), True))
         candidates.append((socket.AF_INET, ("0.0.0.0", port), False))
     last: Optional[OSError] = None
+    api = "bind"
     for family, sockaddr, dual in candidates:
         try:
             sock = socket.socket(family, socket.SOCK_STREAM)
         except OSError as exc:
-            last = exc
+            last, api = cannot_create_socket(exc), "socket"
             continue
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -66,11 +71,11 @@ def bind_listener(address: str, port: int) -> socket.socket:
             return sock
         except OSError as exc:
             sock.close()
-            last = exc
+            last, api = exc, "bind"
             if exc.errno == errno.EADDRINUSE:
                 break
     assert last is not None
-    raise ESocketError.from_os_error(last, "bind") from last
+    raise ESocketError.from_os_error(last, api) from last
 
 
 class ServerClientWinSocket(CustomWinSocket):
@@ -146,8 +151,47 @@ class ServerClientWinSocket(CustomWinSocket):
         self._server.report_exception(exc)
 
 
+class _ComponentEvent:
+    """An event of ``ServerWinSocket`` that is its ServerSocket's (the VCL's pass-through:
+    the two are one). Reading gives the component's signal (``.connect`` adds a handler);
+    assigning sets the one handler assigned so (``None`` removes it), as ``:=`` in Pascal."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, sock: Optional["ServerWinSocket"], owner: Optional[type] = None) -> Any:
+        if sock is None:
+            return self
+        return getattr(sock.component(), self.name)
+
+    def __set__(self, sock: "ServerWinSocket", handler: Optional[Callable[..., Any]]) -> None:
+        sock.component().assign_handler(self.name, handler)
+
+
 class ServerWinSocket(CustomWinSocket):
-    """The listening socket of a ServerSocket: accepts clients and keeps ``Connections``."""
+    """The listening socket of a ServerSocket: accepts clients and keeps ``Connections``.
+
+    Its events (``OnGetSocket``, ``OnGetThread``, ``OnThreadStart``, ``OnThreadEnd`` and the
+    ``OnClient*`` events) are its ServerSocket's signals, so ``Socket.OnClientRead`` and
+    ``ServerSocket.OnClientRead`` are one event, as in the VCL. The component-writer hooks
+    :meth:`GetClientSocket`, :meth:`GetServerThread` and :meth:`DoCreateThread` may be
+    overridden by a subclass that a ServerSocket subclass creates.
+    """
+
+    _async_styles = frozenset((asAccept,))
+
+    OnGetSocket = _ComponentEvent()
+    OnGetThread = _ComponentEvent()
+    OnThreadStart = _ComponentEvent()
+    OnThreadEnd = _ComponentEvent()
+    OnClientConnect = _ComponentEvent()
+    OnClientRead = _ComponentEvent()
+    OnClientWrite = _ComponentEvent()
+    OnClientDisconnect = _ComponentEvent()
+    OnClientError = _ComponentEvent()
+    OnClientHalfClose = _ComponentEvent()
+    OnClientLineReceived = _ComponentEvent()
+    OnClientPacketReceived = _ComponentEvent()
 
     def __init__(self, sock: Optional[socket.socket] = None) -> None:
         super().__init__(sock)
@@ -189,6 +233,19 @@ class ServerWinSocket(CustomWinSocket):
         self.unhandled_client_events: frozenset[int] = frozenset()
         self.unhandled_thread_events: frozenset[bool] = frozenset()
         self.unhandled_events_hook: Callable[[], None] = lambda: None
+        self._component: Callable[[], Any] = lambda: None
+
+    def set_component(self, component: Any) -> None:
+        """The ServerSocket whose events are this socket's (kept weakly)."""
+        self._component = weakref.ref(component)
+
+    def component(self) -> Any:
+        """The ServerSocket this listening socket belongs to; ESocketError without one."""
+        comp = self._component()
+        if comp is None:
+            raise ESocketError("This ServerWinSocket has no ServerSocket: its events are "
+                               "the component's")
+        return comp
 
     # -- properties --------------------------------------------------------------------------
     @property
@@ -229,6 +286,13 @@ class ServerWinSocket(CustomWinSocket):
             if self.Connected:
                 raise ESocketError("Can't change value while socket is active")
             self._server_type = value
+            self.__dict__.pop("_async_styles", None)  # the VCL's rule: [asAccept] again
+
+    def _style_blocking(self) -> bool:
+        return self._server_type == ServerType.stThreadBlocking
+
+    def _set_style_blocking(self, blocking: bool) -> None:
+        self.ServerType = ServerType.stThreadBlocking if blocking else ServerType.stNonBlocking
 
     @property
     def Connections(self) -> list[ServerClientWinSocket]:
@@ -314,22 +378,30 @@ class ServerWinSocket(CustomWinSocket):
             HandleException(exc)
 
     # -- listening -------------------------------------------------------------------------
-    def Listen(self, Address: str, Service: str, Port: int,
-               QueueSize: int = socket.SOMAXCONN) -> None:
-        """Bind and listen. '' listens on every interface, IPv6 and IPv4 alike.
+    def Listen(self, Name: str, Address: str, Service: str, Port: int,
+               QueueSize: int = socket.SOMAXCONN, Block: Optional[bool] = None) -> None:
+        """Bind and listen (``TCustomWinSocket.Listen``): on the host ``Name`` (looked up) or
+        else the numeric ``Address``, '' for both meaning every interface, IPv6 and IPv4
+        alike; on the port of ``Service`` (a name from the services database, or digits) or
+        else ``Port``. ``QueueSize`` is the backlog of connections not yet accepted.
+        ``Block`` True makes the server ``stThreadBlocking``, False ``stNonBlocking``, None
+        (the default) keeps ``ServerType``.
 
-        Errors (port in use, unknown service, bad address) raise ``ESocketError`` to the caller;
-        OnListen fires once listening (Active True, Connected still False inside it).
+        ``Name`` is looked up here, waiting for the resolver: a name from the hosts file is
+        instant, a slow DNS server is not (use ``Address`` then). Errors (port in use 10048,
+        unknown service 10109, bad address) raise
+        ``ESocketError`` to the caller, or go to this thread's :func:`SetErrorProc`; OnListen
+        fires once listening (Active True, Connected still False inside it).
         """
         if not self._life.allows(Input.LISTEN):
             raise ESocketError("Can't listen on an open socket")
-        port: Union[int, str] = Service if Service else Port
-        if isinstance(port, str) and not port.isdigit():
-            try:
-                port = socket.getservbyname(port, "tcp")
-            except OSError as exc:
-                raise ESocketError.from_code(10109, "getservbyname") from exc
-        sock = bind_listener(Address, int(port))
+        if Block is not None:
+            self.ServerType = ServerType.stThreadBlocking if Block else ServerType.stNonBlocking
+        try:
+            sock = bind_listener(Name or Address, service_port(Service, Port))
+        except ESocketError as error:
+            raise_error(error)
+            return
         pump = self._pump = current_pump()
         self._sync = Synchronizer(pump)
         self.threads.closing = False
@@ -339,7 +411,8 @@ class ServerWinSocket(CustomWinSocket):
             sock.listen(QueueSize)
         except OSError as exc:
             sock.close()
-            raise ESocketError.from_os_error(exc, "listen") from exc
+            raise_error(ESocketError.from_os_error(exc, "listen"))
+            return
         sock.setblocking(False)
         self._os_sock = sock
         with self._mutex:
@@ -384,10 +457,11 @@ class ServerWinSocket(CustomWinSocket):
             self._accept_timer.start(ACCEPT_PAUSE_MS)
         code = wsa_code(exc)
         self.LastError = ESocketError.from_os_error(exc, "accept")
-        left = self._report_error(eeAccept, code, str(self.LastError))
+        text = describe(exc)
+        left = self._report_error(eeAccept, code, text)
         if left:
-            HandleException(self.LastError if left == code else
-                            ESocketError.from_code(left, "accept", exc.errno))
+            HandleException(ESocketError.asynchronous(left, "accept", text if left == code
+                                                      else "", exc.errno))
 
     def _resume_accept(self) -> None:
         sock = self._os_sock
@@ -413,9 +487,7 @@ class ServerWinSocket(CustomWinSocket):
         self._pending[fd] = conn
         self._peers[fd] = addr
         try:
-            client = self.get_socket_hook(fd)
-            if client is None:
-                client = ServerClientWinSocket(conn, self)
+            client = self.GetClientSocket(fd)
         except BaseException:
             self._peers.pop(fd, None)
             if self._pending.pop(fd, None) is conn:
@@ -431,31 +503,53 @@ class ServerWinSocket(CustomWinSocket):
         else:
             client.start_connection()
 
-    def _assign_thread(self, client: ServerClientWinSocket) -> None:
-        """Reuse an idle cached thread, else OnGetThread, else a default ServerClientThread.
-        A thread that cannot start ends that connection with OnClientError(eeAccept)."""
-        self.unhandled_events_hook()
+    # -- the component writer's hooks (TServerWinSocket's protected methods) ---------------
+    def GetClientSocket(self, Socket: int) -> ServerClientWinSocket:
+        """The socket object for the accepted handle ``Socket``: OnGetSocket's, else a new
+        ServerClientWinSocket. Runs in the component's thread; override to make your own."""
+        client = self.get_socket_hook(Socket)
+        return client if client is not None else ServerClientWinSocket(Socket, self)
+
+    def GetServerThread(self, ClientSocket: ServerClientWinSocket) -> ServerClientThread:
+        """The thread to serve ``ClientSocket`` (stThreadBlocking): an idle cached one
+        (reactivated), else OnGetThread's, else :meth:`DoCreateThread`'s. Raises TypeError
+        when OnGetThread supplies something else than a ServerClientThread."""
         thread = self.threads.take_idle()
         if thread is not None:
-            thread.ReActivate(client)
-            return
+            thread.ReActivate(ClientSocket)
+            return thread
+        thread = self.get_thread_hook(ClientSocket)
+        if thread is None:
+            return self.DoCreateThread(ClientSocket)
+        if not isinstance(thread, ServerClientThread):
+            raise TypeError("OnGetThread must supply a ServerClientThread (or leave None)")
+        return thread
+
+    def DoCreateThread(self, ClientSocket: ServerClientWinSocket) -> ServerClientThread:
+        """A new default thread for ``ClientSocket``: ``ServerClientThread(False,
+        ClientSocket)``; override to create your own class."""
+        return ServerClientThread(False, ClientSocket)
+
+    def _assign_thread(self, client: ServerClientWinSocket) -> None:
+        """GetServerThread, and start the thread if it was created suspended. A thread that
+        cannot start ends that connection with OnClientError(eeAccept)."""
+        self.unhandled_events_hook()
+        thread: Optional[ServerClientThread] = None
         try:
-            thread = self.get_thread_hook(client)
-            if thread is not None and not isinstance(thread, ServerClientThread):
+            try:
+                thread = self.GetServerThread(client)
+            except TypeError:
                 client.Close()
-                raise TypeError("OnGetThread must supply a ServerClientThread (or leave None)")
-            if thread is None:
-                thread = ServerClientThread(False, client)
-            elif thread.ident is None:
+                raise
+            if thread.ident is None:
                 thread.Resume()  # created suspended: the server starts it
         except (RuntimeError, OSError) as exc:
-            if thread is not None:
-                self.threads.remove(thread)
-            code = exc.errno if isinstance(exc, OSError) and exc.errno else 0
-            code = wsa_code(exc) if code else WSAENOBUFS
-            error = ESocketError(f"Windows socket error: can't start a thread for the "
-                                 f"connection: {exc} ({code}), on API 'CreateThread'", code,
-                                 getattr(exc, "errno", None), "CreateThread")
+            stale = thread or client.worker  # a thread registers itself before it starts
+            if stale is not None:
+                self.threads.remove(stale)
+                client.worker = None
+            native = exc.errno if isinstance(exc, OSError) and exc.errno else errno.ENOBUFS
+            error = OSError(native, f"can't start a thread for the connection: {exc}")
             client.fail(eeAccept, error, "CreateThread", graceful=True)
 
     def Close(self, ForceClosed: bool = False) -> None:

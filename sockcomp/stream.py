@@ -19,10 +19,17 @@ import io
 import threading
 from typing import Any
 
-from .errors import WSAETIMEDOUT, ESocketError
+from .errors import WSAETIMEDOUT, ESocketError, error_text
 from .winsock import CustomWinSocket
 
 __all__ = ["WinSocketStream", "ESocketTimeout"]
+
+
+def _io_error(operation: str, error: ESocketError) -> ESocketError:
+    """The VCL's ``sSocketIOError``: ``Read error 10054, Connection reset by peer``."""
+    return ESocketError(f"{operation} error {error.ErrorCode}, "
+                        f"{error_text(error.errno, error.ErrorCode)}",
+                        error.ErrorCode, error.errno, error.API)
 
 
 class ESocketTimeout(ESocketError, TimeoutError):
@@ -34,7 +41,7 @@ class WinSocketStream(io.RawIOBase):
 
     def __init__(self, Socket: CustomWinSocket, TimeOut: int) -> None:
         super().__init__()
-        if not Socket.blocking:
+        if Socket.ASyncStyles:
             raise ESocketError("Socket must be in blocking mode")
         self._socket = Socket
         #: Milliseconds a Read or Write may wait.
@@ -58,7 +65,10 @@ class WinSocketStream(io.RawIOBase):
         """
         if Count <= 0:
             return b""
-        data = self._socket.read_wait(Count, max(self.TimeOut, 0))
+        try:
+            data = self._socket.read_wait(Count, max(self.TimeOut, 0))
+        except ESocketError as error:
+            raise _io_error("Read", error) from error
         if data is not None:
             return data
         if getattr(threading.current_thread(), "Terminated", False):
@@ -74,7 +84,10 @@ class WinSocketStream(io.RawIOBase):
         """
         if not len(memoryview(Buffer)):
             return 0
-        written = self._socket.write_wait(Buffer, max(self.TimeOut, 0))
+        try:
+            written = self._socket.write_wait(Buffer, max(self.TimeOut, 0))
+        except ESocketError as error:
+            raise _io_error("Write", error) from error
         if written == 0 and self._socket.Connected:
             raise ESocketTimeout(f"Write timed out after {self.TimeOut} ms", WSAETIMEDOUT,
                                  errno.ETIMEDOUT, "send")

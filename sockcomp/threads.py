@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 from ._waits import WakeUp, set_thread_wake
 from .errors import HandleException as _hook_exception
+from .var import Var
 
 if TYPE_CHECKING:
     from ._synchronize import Synchronizer
@@ -29,6 +30,8 @@ class _Client(Protocol):
     """What a thread uses of the connection it serves (a ServerClientWinSocket)."""
 
     worker: Any
+    _event_sink: Callable[[Any, int], None]
+    _error_sink: Callable[[Any, Any, Var[int]], None]
 
     @property
     def Connected(self) -> bool: ...
@@ -49,6 +52,8 @@ class _Server(Protocol):
     @property
     def synchronizer(self) -> "Synchronizer": ...
     def thread_event(self, thread: Any, started: bool) -> None: ...
+    def worker_event(self, client: Any, event: int) -> None: ...
+    def worker_error(self, client: Any, event: Any, code: Var[int]) -> None: ...
 
 __all__ = ["ServerClientThread", "ThreadCache", "SHUTDOWN_WAIT"]
 
@@ -177,11 +182,34 @@ class ServerClientThread(threading.Thread):
             self.start()
 
     def ReActivate(self, ClientSocket: _Client) -> None:
-        """Hand the thread a (new) connection and wake it (called by the server)."""
+        """Hand the thread a (new) connection and wake it (called by the server). The
+        connection's events go through this thread's :meth:`Event` and :meth:`Error` when a
+        subclass overrides them."""
         self._client = ClientSocket
         ClientSocket.worker = self
+        cls = type(self)
+        if cls.Event is not ServerClientThread.Event:
+            ClientSocket._event_sink = lambda socket, event: self.Event(event)
+        if cls.Error is not ServerClientThread.Error:
+            ClientSocket._error_sink = lambda socket, event, code: self.Error(event, code)
         self._server.threads.register(self)
         self._activated.set()
+
+    def Event(self, SocketEvent: int) -> None:
+        """An event of the connection served (``TServerClientThread.Event``), in the thread
+        that raised it (this one, mostly): the default delivers it to the component's thread
+        (OnClientRead and the others). Override to see events first; call ``super()``."""
+        client = self._client
+        if client is not None:
+            self._server.worker_event(client, SocketEvent)
+
+    def Error(self, ErrorEvent: Any, ErrorCode: Var[int]) -> None:
+        """An error of the connection served (``TServerClientThread.Error``): the default
+        delivers OnClientError to the component's thread. An override may set
+        ``ErrorCode.value`` (0: nothing reaches the exception hook)."""
+        client = self._client
+        if client is not None:
+            self._server.worker_error(client, ErrorEvent, ErrorCode)
 
     def Synchronize(self, Method: Callable[[], Any]) -> Any:
         """Run ``Method()`` in the component's thread, wait, and return its result."""
@@ -206,35 +234,67 @@ class ServerClientThread(threading.Thread):
         while not self._terminated and sock.Connected:
             sock.read_into_buffer(None)  # while the buffer is full: only watches for errors
 
+    def StartConnect(self) -> bool:
+        """Wait until the server hands this thread a connection (``TServerClientThread.
+        StartConnect``); False when terminated instead. Called by the thread body."""
+        self._activated.wait()
+        self._activated.clear()
+        return not self._terminated and self._client is not None
+
+    def EndConnect(self) -> bool:
+        """The connection has been served (``TServerClientThread.EndConnect``): close it (a
+        no-op when it ended already) and forget it. True when the thread ends now
+        (terminated, not ``KeepInCache``, or the server closing) rather than wait in the cache.
+        """
+        sock = self._client
+        if sock is not None:
+            try:
+                sock.Close()
+            finally:
+                self._client = None
+        return self._terminated or not self.KeepInCache or self._server.threads.closing
+
+    def DoTerminate(self) -> None:
+        """The thread ends (``TServerClientThread.DoTerminate``), after OnThreadEnd: it leaves
+        the server's thread list. An override must call ``super().DoTerminate()``."""
+        self._server.threads.remove(self)
+
     # -- machinery ---------------------------------------------------------------------------
     def run(self) -> None:
-        """The thread body (override ClientExecute, not this): OnThreadStart, serve connections
-        while kept in the cache, then OnThreadEnd."""
+        """The thread body (override ClientExecute, not this): OnThreadStart; then
+        StartConnect, ClientExecute, EndConnect for each connection while kept in the cache;
+        then OnThreadEnd and DoTerminate. An exception escaping them goes to the application
+        hook and ends the thread."""
         server = self._server
         set_thread_wake(self._wake)
         try:
             server.thread_event(self, started=True)
             while True:
-                self._activated.wait()
-                self._activated.clear()
-                if self._terminated or self._client is None:
-                    break
-                self._serve()
-                if self._terminated or not self.KeepInCache or server.threads.closing:
+                if self.StartConnect():
+                    self._serve()
+                if self.EndConnect():
                     break
                 server.threads.set_idle(self)
                 server.synchronizer.notify()
+        except BaseException as exc:
+            self.KeepInCache = False
+            self.HandleException(exc)
         finally:
             self._idle = False
             try:
                 server.thread_event(self, started=False)
             finally:
-                server.threads.remove(self)
-                set_thread_wake(None)
-                self._wake.close()
-                server.synchronizer.notify()
+                try:
+                    self.DoTerminate()
+                finally:
+                    server.threads.remove(self)
+                    set_thread_wake(None)
+                    self._wake.close()
+                    server.synchronizer.notify()
 
     def _serve(self) -> None:
+        """One connection: its TLS handshake and OnClientConnect, then ClientExecute. An
+        exception goes to the application hook and the thread leaves the cache."""
         sock = self._client
         assert sock is not None
         try:
@@ -244,6 +304,3 @@ class ServerClientThread(threading.Thread):
         except BaseException as exc:
             self.KeepInCache = False
             self.HandleException(exc)
-        finally:
-            sock.Close()  # a no-op when the connection ended already
-            self._client = None

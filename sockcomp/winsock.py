@@ -28,12 +28,16 @@ Delivery rules (Winsock's, which ScktComp inherits, with the library's fixes):
 from __future__ import annotations
 
 import socket
-from typing import Any, Optional
+from typing import Any, Callable, Iterable, Optional
 
-from ._connection import ErrorSink, EventSink, FrameSink
+from ._connection import ErrorSink, EventSink, FrameSink, no_error, no_event
 from ._lifecycle import Input, seHalfClose
 from ._receiving import FRAMES_PER_TURN, ReceiveSide
 from ._recvbuffer import RECEIVE_HIGH_WATER
+from ._resolve import address_of, service_port
+from .enums import AsyncStyle, asRead, asWrite
+from .errors import ESocketError, raise_error
+from ._lifecycle import Phase, READ_PHASES, WRITE_PHASES
 from ._sending import SendSide
 
 __all__ = ["CustomWinSocket", "RECEIVE_HIGH_WATER", "seHalfClose", "EventSink", "ErrorSink",
@@ -139,3 +143,147 @@ class CustomWinSocket(ReceiveSide, SendSide):
             except OSError:
                 self._remote_host = ""
         return self._remote_host
+
+    # ------------------------------------------------------------------ event wiring
+    @property
+    def OnSocketEvent(self) -> Callable[[Any, "CustomWinSocket", int], None]:
+        """Where this socket reports its events (``TCustomWinSocket.OnSocketEvent``):
+        ``handler(Sender, Socket, SocketEvent)``, Sender and Socket being this socket.
+
+        The components wire it to themselves (that is how OnRead and OnClientRead fire).
+        Reading gives a callable that delivers to the current wiring, so a handler can see
+        events first and pass them on::
+
+            previous = sock.OnSocketEvent
+            def spy(Sender, Socket, SocketEvent):
+                log(SocketEvent)
+                previous(Sender, Socket, SocketEvent)
+            sock.OnSocketEvent = spy
+
+        Assigning replaces the wiring (``None``: the events go nowhere). The handler runs in
+        the thread that raised the event: a stThreadBlocking client's worker, unlike the
+        component's events.
+        """
+        sink = self._event_sink
+        return lambda Sender, Socket, SocketEvent: sink(Socket, SocketEvent)
+
+    @OnSocketEvent.setter
+    def OnSocketEvent(self, handler: Optional[Callable[[Any, "CustomWinSocket", int], None]]
+                      ) -> None:
+        if handler is None:
+            self._event_sink = no_event
+        elif not callable(handler):
+            raise TypeError(f"OnSocketEvent takes a callable (or None), not {handler!r}")
+        else:
+            self._event_sink = lambda socket, event: handler(socket, socket, event)
+
+    @property
+    def OnErrorEvent(self) -> Callable[[Any, "CustomWinSocket", Any, Any], None]:
+        """Where this socket reports its errors (``TCustomWinSocket.OnErrorEvent``):
+        ``handler(Sender, Socket, ErrorEvent, ErrorCode)`` with ``ErrorCode`` a ``Var``
+        (0 left in it: no exception follows). Read and assigned as :attr:`OnSocketEvent`."""
+        sink = self._error_sink
+        return lambda Sender, Socket, ErrorEvent, ErrorCode: sink(Socket, ErrorEvent, ErrorCode)
+
+    @OnErrorEvent.setter
+    def OnErrorEvent(self, handler: Optional[Callable[[Any, "CustomWinSocket", Any, Any], None]]
+                     ) -> None:
+        if handler is None:
+            self._error_sink = no_error
+        elif not callable(handler):
+            raise TypeError(f"OnErrorEvent takes a callable (or None), not {handler!r}")
+        else:
+            self._error_sink = lambda socket, event, code: handler(socket, socket, event, code)
+
+    # ------------------------------------------------------------------ ASyncStyles
+    @property
+    def ASyncStyles(self) -> frozenset[AsyncStyle]:
+        """The notifications this socket reports (``TCustomWinSocket.ASyncStyles``): a
+        frozenset of ``asRead``, ``asWrite``, ``asOOB``, ``asAccept``, ``asConnect``,
+        ``asClose``; empty for a blocking socket.
+
+        Default ``{asRead, asWrite, asConnect, asClose}`` (a listening socket: ``{asAccept}``).
+        Setting the empty set makes the socket blocking (``ClientType`` ctBlocking,
+        ``ServerType`` stThreadBlocking) and a non-empty one non-blocking, as in the VCL;
+        switching is refused on an open socket (ESocketError ``Can't change value while
+        socket is active``), since a connection keeps its mode. Without ``asRead`` OnRead is
+        not fired: bytes wait in the receive buffer (reading stops at its high-water mark) for
+        ``ReceiveText`` and friends; without ``asWrite`` OnWrite is not fired. Setting either
+        back on an open socket fires the event that is due, as Winsock does. ``asConnect``,
+        ``asClose``, ``asAccept`` and ``asOOB`` are kept for the VCL's sake, but OnConnect,
+        OnDisconnect and accepting always happen (the components' ``Active`` depends on
+        them), and out-of-band data is not supported. Values other than AsyncStyle raise
+        ESocketError.
+        """
+        return frozenset() if self._style_blocking() else self._async_styles
+
+    @ASyncStyles.setter
+    def ASyncStyles(self, value: Iterable[int]) -> None:
+        try:
+            styles = frozenset(AsyncStyle(int(item)) for item in value)
+        except (TypeError, ValueError):
+            raise ESocketError(f"Invalid ASyncStyles {value!r}: must be a set of asRead, "
+                               "asWrite, asOOB, asAccept, asConnect, asClose") from None
+        if bool(styles) == self._style_blocking():
+            self._set_style_blocking(not styles)
+        if not styles:
+            return
+        before = self._async_styles
+        if styles == type(self)._async_styles:
+            self.__dict__.pop("_async_styles", None)
+        else:
+            self._async_styles = styles
+        self._apply_styles(quiet=self._blocking and not self._worker_served)
+        self._styles_enabled((asRead in styles) - (asRead in before),
+                             (asWrite in styles) - (asWrite in before))
+
+    def _style_blocking(self) -> bool:
+        """Does ASyncStyles read empty? (the socket's mode decides it)."""
+        return self._blocking
+
+    def _set_style_blocking(self, blocking: bool) -> None:
+        """Switch the mode because ASyncStyles became (non-)empty."""
+        if blocking != self._blocking:
+            if self._life.phase is not Phase.CLOSED:
+                raise ESocketError("Can't change value while socket is active")
+            self._blocking = blocking
+
+    def _styles_enabled(self, read: int, write: int) -> None:
+        """asRead / asWrite came back (1) on an open socket: the event that is due, later."""
+        pump = self._pump
+        if pump is None or (read < 1 and write < 1):
+            return
+        phase = self._life.phase
+        if read > 0 and phase in READ_PHASES:
+            with self._mutex:
+                self._rx.notified = False
+            pump.call_soon(self._renotify)
+        t = self._transport
+        if write > 0 and phase in WRITE_PHASES and t is not None and not t.tx.items:
+            pump.call_soon(self.write_drained)
+
+    # ------------------------------------------------------------------ lookups
+    def LookupName(self, Name: str) -> str:
+        """The first address of host ``Name`` as text (``TCustomWinSocket.LookupName``).
+
+        Waits for the resolver in the calling thread (the components look ``Host`` up off
+        it). An unknown name raises ESocketError 11001 (API 'getaddrinfo') where the VCL
+        returned ``0.0.0.0``, which connects to this machine; with an error procedure
+        installed (:func:`SetErrorProc`) it gets the code and ``'0.0.0.0'`` is returned.
+        """
+        try:
+            return address_of(Name)
+        except ESocketError as error:
+            raise_error(error)
+            return "0.0.0.0"
+
+    def LookupService(self, Service: str) -> int:
+        """The TCP port of ``Service`` (``'http'`` → 80; digits are the port), as
+        ``TCustomWinSocket.LookupService``. An unknown name raises ESocketError 10109 (API
+        'getservbyname') where the VCL returned 0; with an error procedure installed it gets
+        the code and 0 is returned."""
+        try:
+            return service_port(Service, 0)
+        except ESocketError as error:
+            raise_error(error)
+            return 0

@@ -44,6 +44,8 @@ WAIT = 5000
 CONNECTED = ["OnLookup", "OnConnecting", "OnConnect", "OnWrite"]
 ACTIVE_ERROR = "Can't change value while socket is active"
 SOCKET_ERROR_RE = re.compile(r"^Windows socket error: .+ \((\d+)\), on API '([^']*)'$")
+#: An asynchronous notification's error as the hook gets it (the VCL's sAsyncSocketError first).
+ASYNC_ERROR_RE = re.compile(r"^Asynchronous socket error (\d+): .+, on API '([^']*)'$")
 NO_SUCH_HOST = "no-such-host.invalid"
 NO_SUCH_SERVICE = "no-such-service-sockcomp"
 
@@ -166,12 +168,13 @@ def assert_closed_state(cli: ClientSocket) -> None:
     assert sock.RemotePort == 0
 
 
-def assert_socket_error(exc: BaseException, code: int, api: str) -> None:
+def assert_socket_error(exc: BaseException, code: int, api: str,
+                        asynchronous: bool = False) -> None:
     assert isinstance(exc, ESocketError)
     assert isinstance(exc, OSError)
     assert exc.ErrorCode == code
     assert exc.API == api
-    m = SOCKET_ERROR_RE.match(str(exc))
+    m = (ASYNC_ERROR_RE if asynchronous else SOCKET_ERROR_RE).match(str(exc))
     assert m is not None, str(exc)
     assert m.groups() == (str(code), api)
 
@@ -375,9 +378,9 @@ def test_c5_refused(qtbot, make_client, hook):
     assert (sender, sock) == (cli, cli.Socket)
     assert event == eeConnect
     assert code == 10061
-    assert_socket_error(hook[0], 10061, "connect")
+    assert_socket_error(hook[0], 10061, "connect", asynchronous=True)
     assert hook[0].errno == errno.ECONNREFUSED
-    assert "(10061)" in str(hook[0])
+    assert str(hook[0]).startswith("Asynchronous socket error 10061: ")
     assert all(snap == (False, False) for snap in log.snapshots)
     settle(qtbot)
     assert log.count("OnDisconnect") == 1 and len(hook) == 1
@@ -732,7 +735,8 @@ def test_peer_reset(qtbot, peers, make_client, hook):
     assert errors[0][:4] == (cli, cli.Socket, eeDisconnect, 10054)
     exc = hook[0]
     assert isinstance(exc, ESocketError) and exc.ErrorCode == 10054
-    assert SOCKET_ERROR_RE.match(str(exc)) and "(10054)" in str(exc)
+    assert str(exc).startswith("Asynchronous socket error 10054: ")
+    assert ASYNC_ERROR_RE.match(str(exc))
     settle(qtbot)
     assert log.count("OnDisconnect") == 1 and len(hook) == 1
     assert_closed_state(cli)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import socket
 
 import pytest
@@ -26,9 +27,17 @@ def test_lookup_errors_map_to_wsa() -> None:
 
 
 def test_message_uses_platform_text() -> None:
-    err = ESocketError.from_os_error(ConnectionRefusedError(errno.ECONNREFUSED, "refused"),
-                                     "connect")
+    refused = ConnectionRefusedError(errno.ECONNREFUSED, os.strerror(errno.ECONNREFUSED))
+    err = ESocketError.from_os_error(refused, "connect")
     assert str(err) == ("Windows socket error: Connection refused (10061), on API 'connect'")
+    assert err.errno == errno.ECONNREFUSED
+
+
+def test_async_message_keeps_the_vcl_prefix() -> None:
+    err = ESocketError.asynchronous(10054, "recv", native_errno=errno.ECONNRESET)
+    assert str(err) == ("Asynchronous socket error 10054: Connection reset by peer, "
+                        "on API 'recv'")
+    assert (err.ErrorCode, err.errno, err.API) == (10054, errno.ECONNRESET, "recv")
 
 
 def test_a_failing_hook_does_not_escape(capsys: pytest.CaptureFixture[str]) -> None:

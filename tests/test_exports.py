@@ -17,6 +17,9 @@ EXTRA_NAMES = {
     # the SocketEvent values an overridden ClientSocket.Event compares, plus sockcomp's own
     "seLookup", "seConnecting", "seConnect", "seDisconnect", "seListen", "seAccept", "seWrite",
     "seRead", "seHalfClose",
+    # ASyncStyles, SetErrorProc and the Lookup states (issue 18)
+    "SetErrorProc", "AsyncStyle", "asRead", "asWrite", "asOOB", "asAccept", "asConnect",
+    "asClose", "lsIdle", "lsLookupAddress", "lsLookupService",
 }
 
 

@@ -1164,6 +1164,10 @@ def test_12_every_error_code_has_words(code):
     assert message.endswith("on API 'send'")
     text = message.removeprefix("Windows socket error: ").split(f"({code})")[0]
     assert re.search(r"[A-Za-z]{3,}", text), message
+    asynchronous = str(ESocketError.asynchronous(code, "recv"))
+    assert asynchronous.startswith(f"Asynchronous socket error {code}: ")
+    assert asynchronous.endswith(", on API 'recv'")
+    assert re.search(r"[A-Za-z]{3,}", asynchronous.split(": ", 1)[1][:-len(", on API 'recv'")])
 
 
 @pytest.mark.timeout(30)
