@@ -10,16 +10,19 @@ import socket
 import subprocess
 import sys
 import textwrap
+from enum import Enum
 from pathlib import Path
 
 import pytest
 from PySide6.QtCore import QMetaMethod, QMetaObject, QObject, Slot
+from PySide6.QtTest import QSignalSpy
 from PySide6.QtUiTools import QUiLoader
 from PySide6.QtWidgets import QLabel, QWidget
 
 import sockcomp
-from sockcomp import ESocketError, ctBlocking, ctNonBlocking, stThreadBlocking
+from sockcomp import ESocketError, ctBlocking, ctNonBlocking, foDiscard, stThreadBlocking
 from sockcomp.widgets import CUSTOM_WIDGETS, ClientSocket, ServerSocket
+from tests.test_qt_properties import CLIENT, READ_ONLY, SERVER
 
 UIC = Path(sys.executable).with_name("pyside6-uic")
 
@@ -299,3 +302,205 @@ def test_signals_forward_to_receivers_in_order(qtbot) -> None:
     client.component.OnLookup.emit(client.component, client.Socket)
     assert order == ["widget", "component"]
     assert isinstance(client, QObject)
+
+
+# ---------------------------------------------------------------------------------------------
+# every property of the component, mirrored from its meta-object
+
+def own_properties(obj: QObject) -> dict:
+    """The properties a widget or component adds to QWidget's or QObject's, in order."""
+    mo = obj.metaObject()
+    first = (QWidget if isinstance(obj, QWidget) else QObject).staticMetaObject.propertyCount()
+    return {mo.property(i).name(): mo.property(i) for i in range(first, mo.propertyCount())}
+
+
+@pytest.mark.parametrize("cls, values", [(ClientSocket, CLIENT), (ServerSocket, SERVER)],
+                         ids=["ClientSocket", "ServerSocket"])
+def test_the_widget_has_every_property_of_its_component(qtbot, cls, values) -> None:
+    widget = cls()
+    qtbot.addWidget(widget)
+    ours, theirs = own_properties(widget), own_properties(widget.component)
+    assert list(ours) == sorted(theirs, key=str.lower)  # all of them, Object Inspector order
+    assert set(ours) == set(values)  # the list test_qt_properties keeps
+    for name, prop in ours.items():
+        component_prop = theirs[name]
+        writable = name not in READ_ONLY
+        assert prop.isWritable() == component_prop.isWritable() == writable, name
+        assert prop.isDesignable() == writable, name  # read-only: runtime state, not designed
+        assert bytes(prop.notifySignal().name()).decode() == f"{name}Changed"
+        assert [bytes(n).decode() for n in prop.notifySignal().parameterNames()] == [name]
+        assert getattr(cls, name).__doc__ == getattr(type(widget.component), name).__doc__
+        assert callable(getattr(widget, f"get{name}"))
+        assert hasattr(widget, f"set{name}") == writable, name
+        if component_prop.isEnumType():  # typed with the widget's own T-enum: drop-downs
+            enum, component_enum = prop.enumerator(), component_prop.enumerator()
+            assert (enum.scope(), enum.name()) == (cls.__name__, "T" + component_enum.name())
+            keys = [enum.key(i) for i in range(enum.keyCount())]
+            assert keys == [component_enum.key(i) for i in range(component_enum.keyCount())]
+            assert [enum.value(i) for i in range(enum.keyCount())] == \
+                [component_enum.value(i) for i in range(component_enum.keyCount())]
+        else:
+            assert prop.typeName() == component_prop.typeName(), name
+
+
+@pytest.mark.parametrize("cls, values", [(ClientSocket, CLIENT), (ServerSocket, SERVER)],
+                         ids=["ClientSocket", "ServerSocket"])
+def test_every_setter_reaches_the_component_and_signals_once(qtbot, cls, values) -> None:
+    widget = cls()
+    qtbot.addWidget(widget)
+    widget.Loaded()
+    for name, value in values.items():
+        if value is None:
+            continue
+        spy = QSignalSpy(getattr(widget, f"{name}Changed"))
+        getattr(widget, f"set{name}")(value)  # what uic emits for a hand-written .ui
+        assert widget.component.property(name) == value and widget.property(name) == value
+        assert getattr(widget, name) == value, name
+        assert spy.count() == 1 and spy.at(0)[0] == value, name
+        if isinstance(value, Enum):  # read back as the widget's own enum
+            assert type(getattr(widget, name)) is getattr(cls, "T" + type(value).__name__)
+    assert cls.TFrameOverflow.foDiscard == foDiscard
+    assert widget.FrameOverflow is cls.TFrameOverflow.foDiscard
+
+
+def test_line_end_takes_escapes(qtbot) -> None:
+    """Designer shows and saves LineEnd escaped (a raw CR does not survive a .ui): the widget
+    takes both forms, and reads back the real one at run time."""
+    client = ClientSocket()
+    qtbot.addWidget(client)
+    assert client.setProperty("LineEnd", "\\r\\n")
+    assert client.component.LineEnd == "\r\n" and client.LineEnd == "\r\n"
+    client.setLineEnd("\n")
+    assert client.property("LineEnd") == "\n"
+    with pytest.raises(ESocketError, match="Invalid LineEnd"):
+        client.setLineEnd("\\")
+    assert client.LineEnd == "\n"
+
+
+def test_read_only_values_and_their_signals_come_through(qtbot) -> None:
+    client = ClientSocket()
+    qtbot.addWidget(client)
+    spy = QSignalSpy(client.KeepAliveDetectionTimeChanged)
+    client.KeepAliveCount = 2
+    assert client.KeepAliveDetectionTime == client.component.KeepAliveDetectionTime
+    assert spy.count() == 1 and spy.at(0)[0] == client.KeepAliveDetectionTime
+    assert client.Reconnecting is False and client.ReconnectAttempt == 0
+    assert not client.setProperty("Reconnecting", True)  # read-only, as on the component
+    with pytest.raises(AttributeError, match="has a read-only property 'Reconnecting'"):
+        client.setReconnecting(True)
+
+
+def test_events_carry_the_component_argument_names(qtbot) -> None:
+    for widget in (ClientSocket(), ServerSocket()):
+        qtbot.addWidget(widget)
+        wmo, cmo = widget.metaObject(), widget.component.metaObject()
+        for i in range(cmo.methodCount()):
+            method = cmo.method(i)
+            if method.methodType() != QMetaMethod.MethodType.Signal or \
+                    not bytes(method.name()).startswith(b"On"):
+                continue
+            ours = wmo.method(wmo.indexOfSignal(bytes(method.methodSignature()).decode()))
+            assert [bytes(n) for n in ours.parameterNames()] == \
+                [bytes(n) for n in method.parameterNames()]
+    mo = ClientSocket.staticMetaObject
+    error = mo.method(mo.indexOfSignal("OnError(PyObject,PyObject,PyObject,PyObject)"))
+    assert [bytes(n).decode() for n in error.parameterNames()] == \
+        ["Sender", "Socket", "ErrorEvent", "ErrorCode"]
+
+
+# ---------------------------------------------------------------------------------------------
+# a property the component does not have
+
+BOGUS_FORM = """<?xml version="1.0" encoding="UTF-8"?>
+<ui version="4.0"><class>Form</class>
+ <widget class="QWidget" name="Form">
+  <widget class="ServerSocket" name="serverSocket1">
+   <property name="Active" {stdset}><bool>true</bool></property>
+   <property name="Address" {stdset}><string notr="true">127.0.0.1</string></property>
+   <property name="Bogus" {stdset}><number>1</number></property>
+   <property name="Port" {stdset}><number>0</number></property>
+  </widget>
+  <widget class="ClientSocket" name="clientSocket1">
+   <property name="Adress" {stdset}><string notr="true">127.0.0.1</string></property>
+   <property name="Active" {stdset}><bool>true</bool></property>
+   <property name="Port" {stdset}><number>1</number></property>
+  </widget>
+  <widget class="ServerSocket" name="serverSocket2">
+   <property name="Active" {stdset}><bool>true</bool></property>
+   <property name="Address" {stdset}><string notr="true">127.0.0.1</string></property>
+   <property name="Port" {stdset}><number>0</number></property>
+  </widget>
+ </widget>
+ <customwidgets>
+  <customwidget><class>ClientSocket</class><extends>QWidget</extends><header>sockcomp.widgets</header></customwidget>
+  <customwidget><class>ServerSocket</class><extends>QWidget</extends><header>sockcomp.widgets</header></customwidget>
+ </customwidgets>
+</ui>
+"""
+
+
+def load_bogus_form(how: str, tmp_path: Path, qtbot) -> QWidget:
+    ui = tmp_path / "bogus.ui"
+    ui.write_text(BOGUS_FORM.format(stdset='stdset="0"'), encoding="utf-8")
+    window = QWidget()
+    qtbot.addWidget(window)
+    if how == "uic":
+        code = subprocess.run([str(UIC), str(ui)], capture_output=True, text=True,
+                              check=True).stdout
+        assert 'self.serverSocket1.setProperty(u"Bogus", 1)' in code
+        namespace: dict = {}
+        exec(compile(code, "ui_bogus.py", "exec"), namespace)
+        namespace["Ui_Form"]().setupUi(window)  # does not raise: the hook reports
+    else:
+        loader = QUiLoader()
+        for cls in CUSTOM_WIDGETS:
+            loader.registerCustomWidget(cls)
+        assert loader.load(str(ui), window) is not None
+    return window
+
+
+@pytest.mark.parametrize("how", ["uic", "QUiLoader"])
+def test_an_unknown_property_is_reported_and_keeps_the_component_closed(qtbot, tmp_path, hook,
+                                                                        how) -> None:
+    window = load_bogus_form(how, tmp_path, qtbot)
+    server1 = window.findChild(ServerSocket, "serverSocket1")
+    client1 = window.findChild(ClientSocket, "clientSocket1")
+    server2 = window.findChild(ServerSocket, "serverSocket2")
+    # one ESocketError per unknown property, naming it and the widget; the form loaded whole
+    assert [type(e) for e in hook] == [ESocketError, ESocketError]
+    assert str(hook[0]) == ("ServerSocket 'serverSocket1' has no property 'Bogus' (set by its "
+                            "form); the form's Active is ignored, the component stays closed")
+    assert "ClientSocket 'clientSocket1' has no property 'Adress'" in str(hook[1])
+    assert server1.Port == 0 and client1.Port == 1 and server2 is not None
+    # Active=True before the unknown property was withdrawn, after it refused
+    assert not server1.Active and not client1.Active and server2.Active
+    for widget in (server1, client1, server2):
+        widget.Loaded()  # what the next event-loop turn does: open what the form asked for
+    assert server2.Active and server2.Socket.LocalPort > 0  # the sound component opened
+    assert server1.Socket.SocketHandle == -1 and not server1.Active
+    assert client1.Socket.SocketHandle == -1 and not client1.Active
+    server2.Close()
+    server1.setProperty("Tag", 1)  # after the loading phase a dynamic property is just that
+    assert len(hook) == 2 and server1.property("Tag") == 1
+    server1.Active = True  # and code may still open the component
+    assert server1.Active and server1.Socket.LocalPort > 0
+    server1.Close()
+
+
+def test_an_unknown_property_in_a_hand_written_ui_fails_setupUi(qtbot, tmp_path, hook) -> None:
+    """Without stdset="0" uic calls setBogus(), which does not exist."""
+    ui = tmp_path / "bogus.ui"
+    ui.write_text(BOGUS_FORM.format(stdset=""), encoding="utf-8")
+    code = subprocess.run([str(UIC), str(ui)], capture_output=True, text=True, check=True).stdout
+    assert "self.serverSocket1.setBogus(1)" in code
+    namespace: dict = {}
+    exec(compile(code, "ui_bogus.py", "exec"), namespace)
+    window = QWidget()
+    qtbot.addWidget(window)
+    with pytest.raises(AttributeError, match=r"ServerSocket 'serverSocket1' has no property "
+                                             r"'Bogus' \(no setBogus\(\)\)"):
+        namespace["Ui_Form"]().setupUi(window)
+    server1 = window.findChild(ServerSocket, "serverSocket1")
+    server1.Loaded()
+    assert not server1.Active and server1.Socket.SocketHandle == -1
+    assert hook == []

@@ -9,9 +9,11 @@
 
 Once Designer is up, the probe finds Designer's core through its property editor, records the
 widget box, loads each form into a new form window (``setContents``: Designer instantiates our
-Python classes), dumps the property editor for ``object``, edits properties through the form
-window's cursor (the property sheet, as a user does), saves ``fw.contents()`` and, for
-``drop``, builds a form from the widget-box entries' own XML (what a drag from the box creates).
+Python classes), reads the property editor for ``object`` as a user sees it (``editor_rows``:
+``[group, property, value]`` from top to bottom; ``tooltips`` per property), edits properties
+through the form window's cursor (the property sheet, as a user does), saves ``fw.contents()``
+and, for ``drop``, builds a form from the widget-box entries' own XML (what a drag from the box
+creates).
 It writes everything to ``result`` and leaves with ``os._exit(0)`` (a normal quit could ask
 whether to save).
 """
@@ -44,10 +46,13 @@ def _core() -> Any:
     raise RuntimeError("Designer's property editor not found")
 
 
-def _property_editor_rows(core: Any) -> dict[str, str]:
-    rows: dict[str, str] = {}
+def _property_editor_rows(core: Any) -> list[list[str]]:
+    """What the property editor shows, top to bottom: ``[group, property, value]`` rows."""
+    rows: list[list[str]] = []
     editor = core.propertyEditor()
     for view in editor.findChildren(QTreeView):
+        if not view.isVisibleTo(editor):
+            continue
         model = view.model()
         root = view.rootIndex()
         for r in range(model.rowCount(root)):
@@ -55,8 +60,27 @@ def _property_editor_rows(core: Any) -> dict[str, str]:
             for k in range(model.rowCount(group)):
                 name = model.data(model.index(k, 0, group))
                 value = model.data(model.index(k, 1, group))
-                rows[f"{model.data(group)}.{name}"] = "" if value is None else str(value)
+                rows.append([str(model.data(group)), str(name),
+                             "" if value is None else str(value)])
     return rows
+
+
+def _property_tooltips(core: Any) -> dict[str, str]:
+    """The tooltip of each property row (Designer's "description tooltip")."""
+    tips: dict[str, str] = {}
+    editor = core.propertyEditor()
+    for view in editor.findChildren(QTreeView):
+        if not view.isVisibleTo(editor):
+            continue
+        model = view.model()
+        root = view.rootIndex()
+        for r in range(model.rowCount(root)):
+            group = model.index(r, 0, root)
+            for k in range(model.rowCount(group)):
+                index = model.index(k, 0, group)
+                tip = model.data(index, Qt.ItemDataRole.ToolTipRole)
+                tips[str(model.data(index))] = "" if tip is None else str(tip)
+    return tips
 
 
 def _describe(widget: QWidget) -> dict[str, Any]:
@@ -131,7 +155,9 @@ def _run(script: dict[str, Any]) -> dict[str, Any]:
             fw.selectWidget(obj, True)
             core.propertyEditor().setObject(obj)
             QApplication.processEvents()
-            entry["editor"] = _property_editor_rows(core)
+            entry["editor_rows"] = rows = _property_editor_rows(core)
+            entry["editor"] = {f"{group}.{name}": value for group, name, value in rows}
+            entry["tooltips"] = _property_tooltips(core)
             cursor = fw.cursor()
             for prop, value in spec.get("set", []):
                 cursor.setWidgetProperty(obj, prop, value)
