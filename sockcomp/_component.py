@@ -25,7 +25,7 @@ from PySide6.QtCore import Property, QObject, Signal
 from ._designtime import in_designer
 from ._idle import IdleWatch
 from ._pump import current_pump
-from ._settings import DOCS, check_port, check_text
+from ._settings import DOCS, check_port, check_service, check_text
 from .enums import FrameOverflow, FramingMode, ScktComp
 from .errors import ESocketError, HandleException
 from .winsock import CustomWinSocket
@@ -279,7 +279,7 @@ class SocketComponent(ScktComp):
         return self._service
 
     def _set_service(self, value: str) -> None:
-        value = check_text(value, "Service")
+        value = check_service(value)
         if self._change(self._service, value):
             self._service = value
 

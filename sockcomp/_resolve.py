@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Optional, Union
 
 from ._pump import Pump
+from ._settings import check_port, check_service
 from .errors import WSATYPE_NOT_FOUND, ESocketError
 
 __all__ = ["AddrInfo", "lookup_async", "lookup_numeric", "Lookup", "service_port",
@@ -75,9 +76,11 @@ def lookup_numeric(address: str, port: Union[int, str], flags: int = 0) -> list[
 def service_port(service: str, port: int) -> int:
     """The TCP port of ``service`` (digits, or a name from the services database such as
     ``'http'``), else ``port`` when ``service`` is ''. Reads a local file, never the network.
-    Raises ESocketError 10109 (API 'getservbyname') for an unknown name."""
+    Raises ESocketError 10109 (API 'getservbyname') for an unknown name, and ESocketError
+    ``Invalid port number`` for a port (or digits) outside 0..65535."""
+    service = check_service(service)
     if not service:
-        return int(port)
+        return check_port(port)
     if service.isdigit():
         return int(service)
     try:

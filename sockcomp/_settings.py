@@ -49,6 +49,14 @@ def check_port(value: Any) -> int:
     return int(value)
 
 
+def check_service(value: Any, name: str = "Service") -> str:
+    """A service: a name (``'http'``) or a port number as digits (0..65535), or ''."""
+    text = check_text(value, name)
+    if text.isdigit() and int(text) > 65535:
+        raise ESocketError(f"Invalid port number {text!r}: must be 0..65535")
+    return text
+
+
 def _round_keepalive(value: Any, name: str) -> int:
     ms = check_count(value, name, 1, _KEEPALIVE_MAX_MS, " (ms)")
     step = KEEPALIVE_RESOLUTION_MS

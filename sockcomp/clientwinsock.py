@@ -17,6 +17,7 @@ from typing import Any, Optional, Union
 from ._lifecycle import Input, Phase
 from ._pump import current_pump
 from ._resolve import AddrInfo, Lookup, lookup_async, lookup_numeric
+from ._settings import check_port, check_service
 from ._waits import Deadline
 from .enums import ClientType, LookupState, eeConnect, eeLookup, seLookup
 from .errors import (
@@ -105,8 +106,12 @@ class ClientWinSocket(CustomWinSocket):
         returns connected, or raises after OnError and OnDisconnect; with the error suppressed
         by a handler it returns, not connected. A raised error goes to this thread's
         :func:`SetErrorProc` instead when one is installed. Opening an open socket raises
-        ``Socket already open``.
+        ``Socket already open``, a port (or Service digits) outside 0..65535 ``Invalid port
+        number``, before any event.
         """
+        service = check_service(Service)
+        if not service:
+            check_port(Port)
         with self._mutex:
             if not self._life.allows(Input.OPEN):
                 raise ESocketError("Socket already open")
@@ -126,7 +131,7 @@ class ClientWinSocket(CustomWinSocket):
         self._fire(seLookup)
         if not self._current(generation, Phase.LOOKUP):
             return  # closed from OnLookup
-        port: Union[int, str] = Service if Service else Port
+        port: Union[int, str] = service if service else Port
         if Name:
             if blocking:
                 self._lookup_blocking(Name, port)

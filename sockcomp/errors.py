@@ -226,7 +226,7 @@ def raise_error(error: "ESocketError") -> None:
     """Raise ``error`` to the caller, or give its code to this thread's error procedure
     (:func:`SetErrorProc`) and return."""
     proc: Optional[SocketErrorProc] = getattr(_error_proc, "proc", None)
-    if proc is None:
+    if proc is None or not error.API:  # an invalid argument is no failed call: raised
         raise error
     proc(error.ErrorCode)
 

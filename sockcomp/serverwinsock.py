@@ -525,6 +525,20 @@ class ServerWinSocket(CustomWinSocket):
             raise TypeError("OnGetThread must supply a ServerClientThread (or leave None)")
         return thread
 
+    def ThreadStart(self, Thread: ServerClientThread) -> None:
+        """A worker thread starts (``TServerWinSocket.ThreadStart``), called in that worker
+        before its first connection: the place for per-thread set-up (a database
+        connection…). The default fires OnThreadStart in the component's thread and waits
+        for it."""
+        self.thread_event(Thread, started=True)
+
+    def ThreadEnd(self, Thread: ServerClientThread) -> None:
+        """A worker thread ends (``TServerWinSocket.ThreadEnd``), called in that worker after
+        its last connection (also when it failed): the place to release per-thread
+        resources. The default fires OnThreadEnd in the component's thread and waits for it.
+        """
+        self.thread_event(Thread, started=False)
+
     def DoCreateThread(self, ClientSocket: ServerClientWinSocket) -> ServerClientThread:
         """A new default thread for ``ClientSocket``: ``ServerClientThread(False,
         ClientSocket)``; override to create your own class."""

@@ -51,7 +51,8 @@ class _Server(Protocol):
 
     @property
     def synchronizer(self) -> "Synchronizer": ...
-    def thread_event(self, thread: Any, started: bool) -> None: ...
+    def ThreadStart(self, Thread: Any) -> None: ...
+    def ThreadEnd(self, Thread: Any) -> None: ...
     def worker_event(self, client: Any, event: int) -> None: ...
     def worker_error(self, client: Any, event: Any, code: Var[int]) -> None: ...
 
@@ -268,7 +269,7 @@ class ServerClientThread(threading.Thread):
         server = self._server
         set_thread_wake(self._wake)
         try:
-            server.thread_event(self, started=True)
+            server.ThreadStart(self)
             while True:
                 if self.StartConnect():
                     self._serve()
@@ -282,7 +283,7 @@ class ServerClientThread(threading.Thread):
         finally:
             self._idle = False
             try:
-                server.thread_event(self, started=False)
+                server.ThreadEnd(self)
             finally:
                 try:
                     self.DoTerminate()

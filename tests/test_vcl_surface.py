@@ -689,3 +689,52 @@ def test_cannot_create_a_socket_reads_as_the_vcl(tmp_path):
     assert result["errors"] == [10024]
     assert result["hooked"] == ["Asynchronous socket error 10024: Can't create new socket: "
                                 "Too many open files, on API 'connect'"]
+
+
+def test_thread_start_and_end_run_in_the_worker(qtbot, keep):
+    class PerThread(ServerWinSocket):
+        def ThreadStart(self, Thread: ServerClientThread) -> None:
+            Thread.Data = f"resource of {threading.current_thread().name}"
+            calls.append(("start", threading.current_thread() is Thread))
+            super().ThreadStart(Thread)
+
+        def ThreadEnd(self, Thread: ServerClientThread) -> None:
+            calls.append(("end", threading.current_thread() is Thread, Thread.Data))
+            super().ThreadEnd(Thread)
+
+    class Srv(ServerSocket):
+        SocketClass = PerThread
+
+    calls: list[tuple[Any, ...]] = []
+    srv = server(keep, qtbot, Srv, ServerType=stThreadBlocking)
+    log = EventLog(srv)
+    peer = keep(socket.create_connection(("127.0.0.1", srv.Socket.LocalPort), timeout=5))
+    qtbot.waitUntil(lambda: log.count("OnClientConnect") == 1, timeout=WAIT)
+    peer.close()
+    srv.Close()
+    thread = log.args("OnThreadStart")[1]
+    assert calls == [("start", True), ("end", True, f"resource of {thread.name}")]
+    names = log.names()
+    assert names.index("OnThreadStart") < names.index("OnClientConnect")
+    assert names[-1] == "OnThreadEnd"
+
+
+@pytest.mark.parametrize("how", ["component Service", "Open Port", "Open Service",
+                                 "Listen Port", "Listen Service", "LookupService"])
+def test_a_port_beyond_65535_is_refused_not_wrapped(qtbot, keep, error_proc, how):
+    cli, srv = keep(ClientSocket()), keep(ServerSocket())
+    with pytest.raises(ESocketError, match="^Invalid port number '?70000'?: must be 0..65535$"):
+        if how == "component Service":
+            srv.Service = "70000"
+        elif how == "Open Port":
+            cli.Socket.Open("", "127.0.0.1", "", 70000, Block=False)
+        elif how == "Open Service":
+            cli.Socket.Open("", "127.0.0.1", "70000", 0, Block=False)
+        elif how == "Listen Port":
+            srv.Socket.Listen("", "127.0.0.1", "", 70000)
+        elif how == "Listen Service":
+            srv.Socket.Listen("", "127.0.0.1", "70000", 0)
+        else:
+            srv.Socket.LookupService("70000")
+    assert error_proc == []  # an invalid argument is not a failed call: always raised
+    assert cli.Socket.Phase.name == "CLOSED" and srv.Active is False
