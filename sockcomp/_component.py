@@ -144,6 +144,12 @@ class SocketComponent(ScktComp):
         except RuntimeError:
             pass  # the C++ side was deleted before the loop turned
 
+    @property
+    def Loading(self) -> bool:
+        """True while the component is being loaded: the event-loop turn in which it was
+        created (a form being set up), until :meth:`Loaded` (Delphi's ``csLoading``)."""
+        return self._loading
+
     def Loaded(self) -> None:
         """End the loading phase: if ``Active`` was set meanwhile, open now (not in Designer)."""
         if not self._loading:

@@ -374,7 +374,7 @@ class _ComponentWidget(QWidget):
     # --- properties a form sets that the component does not have
     def _loading(self) -> bool:
         """True during the component's loading phase (the turn it was created in)."""
-        return bool(getattr(self.component, "_loading", False))
+        return bool(self.component.Loading)
 
     def event(self, event: QEvent) -> bool:
         if event.type() == QEvent.Type.DynamicPropertyChange:

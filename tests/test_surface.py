@@ -430,10 +430,14 @@ def resolve(path: str, instances: dict[type, Any]) -> tuple[Any, Any]:
     return owner, obj
 
 
-def _meta_has(cls: Any, name: str, signal: bool) -> bool:
+def _meta_has(instance: Any, name: str, signal: bool) -> bool:
     from PySide6.QtCore import QMetaMethod
 
-    meta = cls.staticMetaObject
+    # A live instance's metaObject(), not cls.staticMetaObject: PySide 6.11/6.12 invalidates
+    # the class's staticMetaObject wrapper for good once metaObject() was called on an
+    # instance whose parent was then deleted (the Designer placeholders' components are
+    # such children), and every later use raises "already deleted".
+    meta = instance.metaObject()
     if not signal:
         return meta.indexOfProperty(name) >= 0
     return any(meta.method(i).name().data().decode() == name and
@@ -461,7 +465,8 @@ def test_present_names_resolve(entry, instances) -> None:
     if entry.get("qt"):
         assert isinstance(owner, type) and issubclass(owner, QObject)
         name = entry["sockcomp"].rsplit(".", 1)[1]
-        assert _meta_has(owner, name, signal=entry["qt"] == "signal"), (
+        assert _meta_has(_instance_of(owner, instances), name,
+                         signal=entry["qt"] == "signal"), (
             f"{entry['sockcomp']} is not a Qt {entry['qt']}")
 
 
