@@ -48,8 +48,10 @@ def run_windows(port: int, auto: bool, quit_after_ms: int = 0, exit_when_done: b
 
     from chat_client import ChatClientWindow
     from chat_server import ChatServerWindow
+    from quitsignals import quit_on_signals
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    quit_on_signals(app)  # Ctrl+C in the terminal closes the windows cleanly
     server = ChatServerWindow(_port_or_free(port))
     server.move(40, 40)
     server.show()

@@ -9,6 +9,13 @@
 The demo's server is chatcore's callback-style ``ChatServer``: the async clients and the
 callback components share one Qt event loop. Start a standalone server with
 ``python samples/chat_console.py --server --port 5000``.
+
+Reads are bounded like the callback samples' lines: ``limit=MAX_LINE`` makes ``readline``
+drop a longer line whole (``ValueError``) instead of growing a buffer. Ctrl+C cancels the
+running coroutine, whose ``finally`` blocks close the connection. The qasync loop is closed
+(``with QEventLoop(app) as loop``) while the application still exists: a loop left for the
+garbage collector is closed at exit, after Qt has deleted the objects it uses, and prints
+"Exception ignored in BaseEventLoop.__del__ … Signal source has been deleted".
 """
 from __future__ import annotations
 
@@ -16,13 +23,14 @@ import argparse
 import asyncio
 import os
 import sys
-from typing import AsyncIterator, Optional
+from typing import Any, AsyncIterator, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import qasync  # noqa: E402  (imported after PySide6 below is fine too: one binding installed)
 
 from chatcore import MAX_LINE, ChatServer  # noqa: E402
+from quitsignals import quit_on_signals  # noqa: E402
 from sockcomp import ESocketError, aio  # noqa: E402
 
 
@@ -49,7 +57,7 @@ class AsyncChatClient:
         while True:
             try:
                 raw = await self.conn.readline()
-            except ValueError:                       # longer than MAX_LINE: skip it
+            except ValueError:                       # longer than MAX_LINE: dropped whole
                 continue
             if not raw:
                 return None
@@ -127,6 +135,8 @@ async def gui(host: str, port: int, nick: str) -> int:
     from PySide6.QtWidgets import (QApplication, QHBoxLayout, QLabel, QLineEdit, QListWidget,
                                    QPushButton, QVBoxLayout, QWidget)
 
+    closed = asyncio.Event()
+
     class ChatWindow(QWidget):
         def __init__(self) -> None:
             super().__init__()
@@ -179,15 +189,20 @@ async def gui(host: str, port: int, nick: str) -> int:
                 self.edit.clear()
                 await self.client.say(text)
 
-    closed = asyncio.Event()
+        def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt name)
+            closed.set()  # the coroutine below closes the connection, then the loop stops
+            super().closeEvent(event)
+
     app = QApplication.instance()
     assert app is not None
-    app.aboutToQuit.connect(closed.set)
+    app.setQuitOnLastWindowClosed(False)  # gui() returning ends the program, not Qt
     window = ChatWindow()
     window.show()
     window.on_connect()
-    await closed.wait()
-    await window.client.close()
+    try:
+        await closed.wait()
+    finally:  # the window was closed, or Ctrl+C cancelled us
+        await window.client.close()
     return 0
 
 
@@ -201,19 +216,21 @@ def main() -> int:
     if args.gui:
         from PySide6.QtWidgets import QApplication
         app = QApplication(sys.argv)
-        app.setQuitOnLastWindowClosed(True)
         coro = gui(args.gui[0], int(args.gui[1]), args.nick)
     else:
         from PySide6.QtCore import QCoreApplication
         app = QCoreApplication(sys.argv)         # headless: no widgets needed
         coro = console(args.client[0], int(args.client[1]), args.nick) if args.client \
             else demo()
-    loop = qasync.QEventLoop(app)
-    try:
-        return loop.run_until_complete(asyncio.wait_for(coro, None if args.gui or args.client
-                                                        else 10))
-    finally:
-        loop.close()
+    # "with": the loop is closed here, while app exists (not at exit, after Qt's clean-up)
+    with qasync.QEventLoop(app) as loop:
+        task = loop.create_task(asyncio.wait_for(coro, None if args.gui or args.client
+                                                 else 10))
+        quit_on_signals(app, task.cancel)       # Ctrl+C: cancel; the finally blocks clean up
+        try:
+            return loop.run_until_complete(task)
+        except asyncio.CancelledError:          # Ctrl+C
+            return 0
 
 
 if __name__ == "__main__":

@@ -9,8 +9,14 @@ the ``on_clientSocket1_On…`` methods below through ``connectSlotsByName``, the
 ``ClientSocket1Connect`` to the OnConnect event in the Object Inspector.
 
 When the server goes away the client keeps trying to get back, every ``--reconnect-ms``
-milliseconds, with a timer started from OnDisconnect (the "LinkTimer" of the classic Delphi
-heartbeat articles) until the user presses Disconnect.
+milliseconds and backing off (``AutoReconnect``, the "LinkTimer" of the classic Delphi heartbeat
+articles, built in), until the user presses Disconnect. Bad input is not retried: an empty host
+is refused before ``Open()``, and a host name that does not resolve (``OnError(eeLookup, …)``)
+stops the attempts with the error's text.
+
+The component cuts the received stream into lines (``Framing = fmLine``, one
+``OnLineReceived`` each) and skips a line over ``MaxFrameSize`` (``foDiscard``,
+``OnError(eeReceive, 10040)``); see chatcore.py.
 """
 from __future__ import annotations
 
@@ -24,9 +30,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from PySide6.QtCore import Signal, Slot  # noqa: E402
 from PySide6.QtWidgets import QApplication, QWidget  # noqa: E402
 
-from chatcore import LineSplitter  # noqa: E402
+from chatcore import LINE_TOO_LONG, MAX_LINE, error_text, peer_name  # noqa: E402
 from formloader import load_form  # noqa: E402
-from sockcomp import ESocketError  # noqa: E402
+from quitsignals import quit_on_signals  # noqa: E402
+from sockcomp import ESocketError, eeLookup, eeReceive, fmLine, foDiscard  # noqa: E402
 
 
 class ChatClientWindow(QWidget):
@@ -47,8 +54,15 @@ class ChatClientWindow(QWidget):
             self.ui.portSpin.setValue(port)
         if nick is not None:
             self.ui.nickEdit.setText(nick)
-        self._lines = LineSplitter()
         self._wanted = False  # the user asked to be connected (the button says Disconnect)
+        self._stopped_state = "disconnected"  # what OnDisconnect shows when not retrying
+        # One UTF-8 line per message: one OnLineReceived per line (the last one too, if the
+        # server closes after it without "\n"). A longer line than MaxFrameSize is
+        # OnError(eeReceive, 10040) and skipped; the connection stays.
+        # (Framing and MaxFrameSize can also be set in Designer's property editor.)
+        self.socket.Framing = fmLine
+        self.socket.MaxFrameSize = MAX_LINE
+        self.socket.FrameOverflow = foDiscard
         # the seed's LinkTimer, built in: reopen after the link drops, backing off to 30 s
         self.socket.AutoReconnect = True
         self.socket.ReconnectInterval = reconnect_ms
@@ -61,23 +75,32 @@ class ChatClientWindow(QWidget):
         self.socket.TLSCAFile = ca_file
 
     def connect_to_server(self) -> None:
+        host = self.ui.hostEdit.text().strip()
+        if not host:  # bad input, not a network failure: say so and do not even try
+            self._stop("no host: type the server's name or address")
+            self.ui.hostEdit.setFocus()
+            return
         self._wanted = False
-        self.socket.Close()
-        self.socket.Host = self.ui.hostEdit.text().strip()
+        self._stopped_state = "disconnected"
+        self.socket.Close()  # the new connection replaces the current one, if any
+        self.socket.Host = host
         self.socket.Port = self.ui.portSpin.value()
         self._wanted = True
         self.ui.connectButton.setText("Dis&connect")
         self._open()
 
     def disconnect_from_server(self) -> None:
-        self._wanted = False
-        self.socket.Close()  # also stops AutoReconnect
-        self.ui.connectButton.setText("&Connect")
-        self._show_state("disconnected")
+        self._stop("disconnected")
 
-    def say(self, text: str) -> None:
+    def say(self, text: str) -> bool:
+        """Send one line; False (and a note in the log) if it is longer than MAX_LINE."""
         nick = self.ui.nickEdit.text().strip() or "guest"
-        self.socket.Socket.SendText(f"{nick}: {text}\n")
+        line = f"{nick}: {text}"
+        if len(line.encode("utf-8")) > MAX_LINE:
+            self._show_line(f"* not sent: longer than {MAX_LINE} bytes")
+            return False
+        self.socket.Socket.SendText(line + "\n")
+        return True
 
     @Slot()
     def on_connectButton_clicked(self) -> None:
@@ -89,8 +112,7 @@ class ChatClientWindow(QWidget):
     @Slot()
     def on_sendButton_clicked(self) -> None:
         text = self.ui.inputEdit.text()
-        if text and self.socket.Socket.Connected:
-            self.say(text)
+        if text and self.socket.Socket.Connected and self.say(text):
             self.ui.inputEdit.clear()
 
     # --- the component's events (auto-connected by name)
@@ -100,14 +122,12 @@ class ChatClientWindow(QWidget):
 
     @Slot(object, object)
     def on_clientSocket1_OnConnect(self, Sender: Any, Socket: Any) -> None:
-        self._lines = LineSplitter()
         self.ui.sendButton.setEnabled(True)
-        self._show_state(f"connected to {Socket.RemoteAddress}:{Socket.RemotePort}")
+        self._show_state(f"connected to {peer_name(Socket)}")
 
-    @Slot(object, object)
-    def on_clientSocket1_OnRead(self, Sender: Any, Socket: Any) -> None:
-        for line in self._lines.feed(Socket.ReceiveText()):
-            self._show_line(line)
+    @Slot(object, object, object)
+    def on_clientSocket1_OnLineReceived(self, Sender: Any, Socket: Any, Line: str) -> None:
+        self._show_line(Line.rstrip("\r"))
 
     @Slot(object, object)
     def on_clientSocket1_OnDisconnect(self, Sender: Any, Socket: Any) -> None:
@@ -115,13 +135,20 @@ class ChatClientWindow(QWidget):
         if self._wanted:
             self._show_state("no connection — retrying")
         else:
-            self._show_state("disconnected")
+            self._show_state(self._stopped_state)
 
     @Slot(object, object, object, object)
     def on_clientSocket1_OnError(self, Sender: Any, Socket: Any, ErrorEvent: Any,
                                  ErrorCode: Any) -> None:
-        self._show_line(f"* {ErrorEvent.name} error {ErrorCode.value}")
-        ErrorCode.value = 0  # handled: OnDisconnect follows and AutoReconnect retries
+        if ErrorEvent == eeReceive and ErrorCode.value == LINE_TOO_LONG:  # foDiscard: skipped
+            self._show_line(f"* a line longer than {MAX_LINE} bytes was skipped")
+        else:  # e.g. "* eeConnect error 10061: Connection refused"
+            self._show_line(f"* {error_text(Socket, ErrorEvent, ErrorCode.value)}")
+        if ErrorEvent == eeLookup:
+            # the host name does not resolve (11001) or is missing (1110): retrying cannot
+            # help, so stop here (Close() also stops AutoReconnect) and say why
+            self._stop(f"cannot connect: {Socket.LastErrorMessage}")
+        ErrorCode.value = 0  # handled: OnDisconnect follows (and AutoReconnect retries)
 
     @Slot(object, object)
     def on_clientSocket1_OnReconnect(self, Sender: Any, Socket: Any) -> None:
@@ -131,10 +158,16 @@ class ChatClientWindow(QWidget):
     def _open(self) -> None:
         try:
             self.socket.Open()
-        except ESocketError as exc:  # e.g. no host given
-            self._wanted = False
-            self.ui.connectButton.setText("&Connect")
-            self._show_state(f"cannot connect: {exc}")
+        except ESocketError as exc:
+            self._stop(f"cannot connect: {exc}")
+
+    def _stop(self, state: str) -> None:
+        """Not connected, not retrying: the button offers Connect, the state says ``state``."""
+        self._wanted = False
+        self._stopped_state = state
+        self.socket.Close()  # also stops AutoReconnect (OnDisconnect fires if it was open)
+        self.ui.connectButton.setText("&Connect")
+        self._show_state(state)
 
     def _show_line(self, line: str) -> None:
         self.ui.logView.appendPlainText(line)
@@ -157,13 +190,16 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--tls-ca", default="", help="CA file to verify the server with")
     args = parser.parse_args(argv)
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    quit_on_signals(app)  # Ctrl+C in the terminal closes the window cleanly
     window = ChatClientWindow(args.host, args.port, args.nick, args.reconnect_ms)
     if args.tls or args.tls_ca:
         window.use_tls(args.tls_ca)
     window.show()
     if args.connect:
         window.connect_to_server()
-    return app.exec()
+    code = app.exec()
+    window.disconnect_from_server()  # an orderly close for the server
+    return code
 
 
 if __name__ == "__main__":

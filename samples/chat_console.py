@@ -4,20 +4,22 @@
     python samples/chat_console.py --server --port 5000  # a real relay server (Ctrl+C stops)
     python samples/chat_console.py --client localhost 5000 --nick alice   # type lines to chat
 
-The protocol is plain UTF-8 lines, so ``nc localhost 5000`` can join too.
+The protocol is plain UTF-8 lines, so ``nc localhost 5000`` can join too. The client reconnects
+by itself when the server goes away; lines typed meanwhile are kept and sent once it is back.
 """
 from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from PySide6.QtCore import QCoreApplication, QSocketNotifier, QTimer  # noqa: E402
 
-from chatcore import ChatClient, ChatServer  # noqa: E402
+from chatcore import MAX_LINE, ChatClient, ChatServer  # noqa: E402
+from quitsignals import quit_on_signals  # noqa: E402
+from sockcomp import ESocketError  # noqa: E402
 
 
 def run_demo(app: QCoreApplication) -> int:
@@ -67,14 +69,23 @@ def run_demo(app: QCoreApplication) -> int:
 def run_server(app: QCoreApplication, port: int) -> int:
     server = ChatServer()
     server.log.connect(lambda text: print(text, flush=True))
-    server.start(port)
-    return app.exec()
+    try:
+        server.start(port)
+    except ESocketError as exc:  # e.g. the port is in use (10048): say so in one line
+        print(f"cannot listen on port {port}: {exc}", file=sys.stderr)
+        return 1
+    code = app.exec()
+    server.stop()  # Ctrl+C: every client sees an orderly close
+    return code
 
 
-def run_client(app: QCoreApplication, host: str, port: int, nick: str) -> int:
-    client = ChatClient(nick)
+def run_client(app: QCoreApplication, host: str, port: int, nick: str,
+               reconnect_ms: int = 1000) -> int:
+    client = ChatClient(nick, reconnect_ms=reconnect_ms)
     client.lineReceived.connect(lambda line: print(line, flush=True))
     client.stateChanged.connect(lambda state: print(f"* {state}", flush=True))
+    # a wrong host name cannot get better by retrying: stop (after app.exec() has started)
+    client.gaveUp.connect(lambda text: QTimer.singleShot(0, lambda: app.exit(1)))
     stdin = QSocketNotifier(sys.stdin.fileno(), QSocketNotifier.Type.Read)
 
     def on_stdin() -> None:
@@ -83,12 +94,21 @@ def run_client(app: QCoreApplication, host: str, port: int, nick: str) -> int:
             stdin.setEnabled(False)
             client.close()
             app.quit()
-        else:
-            client.say(line.rstrip("\n"))
+            return
+        result = client.say(line.rstrip("\n"))
+        if result == "kept":  # AutoReconnect keeps what is sent between connections
+            print("* not connected: the line is kept, it will be sent once reconnected",
+                  flush=True)
+        elif result == "too long":
+            print(f"* not sent: longer than {MAX_LINE} bytes", flush=True)
+        elif result == "not sent":
+            print("* not connected: the line was not sent", flush=True)
 
     stdin.activated.connect(on_stdin)
     client.connect_to(host, port)
-    return app.exec()
+    code = app.exec()
+    client.close()
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,16 +118,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--client", nargs=2, metavar=("HOST", "PORT"), help="join a server")
     parser.add_argument("--nick", default=os.environ.get("USER", "guest"))
+    parser.add_argument("--reconnect-ms", type=int, default=1000,
+                        help="(client) first delay before reconnecting, doubling up to 30 s")
     args = parser.parse_args(argv)
     app = QCoreApplication(sys.argv[:1])
-    signal.signal(signal.SIGINT, lambda *_: app.quit())
-    wake = QTimer()
-    wake.timeout.connect(lambda: None)  # Python code must run now and then for its
-    wake.start(200)  # signal handlers: lets Ctrl+C work while Qt waits
+    quit_on_signals(app)  # Ctrl+C and SIGTERM end app.exec(): the clean-up after it runs
     if args.server:
         return run_server(app, args.port)
     if args.client:
-        return run_client(app, args.client[0], int(args.client[1]), args.nick)
+        return run_client(app, args.client[0], int(args.client[1]), args.nick,
+                          args.reconnect_ms)
     return run_demo(app)
 
 

@@ -7,28 +7,42 @@
 
 Every line a client sends is relayed to every client (the sender too), so ``nc localhost 5000``
 and ``telnet`` users chat with the sample clients. The window shows the connected clients with
-their address and port, a log, and lets the operator broadcast. ServerType can be
-``stNonBlocking`` (all clients served by events in the GUI thread) or ``stThreadBlocking`` (a
-thread per client; the events still arrive in the GUI thread).
+their address and port, a log, and lets the operator broadcast while the server runs.
+ServerType can be ``stNonBlocking`` (all clients served by events in the GUI thread) or
+``stThreadBlocking`` (a thread per client; the events still arrive in the GUI thread).
+
+What keeps it safe whatever the clients send (see chatcore.py): the component cuts the lines
+(``Framing = fmLine``), a line over ``MaxFrameSize`` is reported and skipped, never relayed
+(``FrameOverflow = foDiscard``, ``OnClientError(eeReceive, 10040)``), and a client that stops
+reading is dropped once ``SendQueueLimit`` bytes wait for it, so it cannot make the server's
+memory grow.
 """
 from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from typing import Any, Optional
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from PySide6.QtCore import QCoreApplication, QTimer, Signal, Slot  # noqa: E402
+from PySide6.QtCore import QCoreApplication, Signal, Slot  # noqa: E402
 from PySide6.QtWidgets import QApplication, QTreeWidgetItem, QWidget  # noqa: E402
 
-from chatcore import ChatServer, LineSplitter  # noqa: E402
+from chatcore import (LINE_TOO_LONG, MAX_LINE, SEND_QUEUE_LIMIT, ChatServer,  # noqa: E402
+                      error_text, peer_name, send_line)
 from formloader import load_form  # noqa: E402
-from sockcomp import ESocketError, ServerType  # noqa: E402
+from quitsignals import quit_on_signals  # noqa: E402
+from sockcomp import ESocketError, ServerType, eeReceive, fmLine, foDiscard  # noqa: E402
 
 TYPES = {"nonblocking": ServerType.stNonBlocking, "thread": ServerType.stThreadBlocking}
+LOG_WIDTH = 200  # characters of a chat line the log shows
+
+
+def elide(line: str) -> str:
+    """A long line shortened for the log: laying out a line of thousands of characters takes
+    the log view tens of milliseconds, so a client sending long lines would slow the window."""
+    return line if len(line) <= LOG_WIDTH else f"{line[:LOG_WIDTH]}… ({len(line)} characters)"
 
 
 class ChatServerWindow(QWidget):
@@ -46,6 +60,17 @@ class ChatServerWindow(QWidget):
         if server_type is not None:
             self.ui.serverTypeCombo.setCurrentIndex(int(server_type))
         self._items: dict[int, QTreeWidgetItem] = {}
+        # One UTF-8 line per message. The component cuts the stream into lines itself: one
+        # OnClientLineReceived per line (a last line without "\n" too, when the client leaves).
+        # A line longer than MaxFrameSize is OnClientError(eeReceive, 10040) and, with
+        # foDiscard, skipped up to its end: never relayed, and the client stays connected.
+        # (Framing and MaxFrameSize can also be set in Designer's property editor.)
+        self.server.Framing = fmLine
+        self.server.MaxFrameSize = MAX_LINE
+        self.server.FrameOverflow = foDiscard
+        # A client that stops reading must not make the server keep the whole chat for it:
+        # at most SEND_QUEUE_LIMIT bytes wait per client, then broadcast() drops it.
+        self.server.SendQueueLimit = SEND_QUEUE_LIMIT
 
     # --- operator actions
     def start(self) -> None:
@@ -54,7 +79,7 @@ class ChatServerWindow(QWidget):
         try:
             self.server.Open()
         except ESocketError as exc:  # e.g. port in use
-            self._log(f"* cannot listen: {exc}")
+            self._log(f"* cannot listen on port {self.server.Port}: {exc}")
             self.ui.statusLabel.setText(f"stopped — {exc}")
 
     def stop(self) -> None:
@@ -63,9 +88,21 @@ class ChatServerWindow(QWidget):
         self._set_running(False)
 
     def broadcast(self, line: str) -> None:
-        data = (line + "\n").encode("utf-8")
-        for client in self.server.Socket.Connections:
-            client.SendBuf(data)
+        """Send ``line`` to every client. A client whose send queue is full (SendBuf accepted
+        less than the line, or -1: SendQueueLimit is reached) does not read: drop it."""
+        slow = [client for client in self.server.Socket.Connections
+                if not send_line(client, line)]
+        for client in slow:
+            self.drop(client)
+
+    def drop(self, client: Any) -> None:
+        """Disconnect a client that does not read, and tell the others (and the log)."""
+        if not client.Connected:
+            return  # already gone (dropped while the others were told about another one)
+        who = peer_name(client)
+        self._log(f"* {who} dropped: it does not read ({client.SendQueueLength} bytes waiting)")
+        client.Close(True)  # ForceClosed: abortive, so its queued bytes are freed at once
+        self.broadcast(f"* {who} was dropped: it did not read its messages")
 
     @Slot()
     def on_startButton_clicked(self) -> None:
@@ -78,7 +115,7 @@ class ChatServerWindow(QWidget):
     @Slot()
     def on_broadcastButton_clicked(self) -> None:
         text = self.ui.broadcastEdit.text()
-        if text:
+        if text and self.server.Active:  # the button is disabled while stopped anyway
             line = f"server: {text}"
             self._log(line)
             self.broadcast(line)
@@ -94,31 +131,36 @@ class ChatServerWindow(QWidget):
 
     @Slot(object, object)
     def on_serverSocket1_OnClientConnect(self, Sender: Any, Socket: Any) -> None:
-        Socket.Data = LineSplitter()
         item = QTreeWidgetItem([Socket.RemoteAddress, str(Socket.RemotePort)])
         self._items[id(Socket)] = item
         self.ui.clientList.addTopLevelItem(item)
-        self._log(f"* {Socket.RemoteAddress}:{Socket.RemotePort} joined")
+        self._log(f"* {peer_name(Socket)} joined")
 
-    @Slot(object, object)
-    def on_serverSocket1_OnClientRead(self, Sender: Any, Socket: Any) -> None:
-        for line in Socket.Data.feed(Socket.ReceiveText()):
-            self._log(line)
-            self.broadcast(line)
+    @Slot(object, object, object)
+    def on_serverSocket1_OnClientLineReceived(self, Sender: Any, Socket: Any, Line: str) -> None:
+        line = Line.rstrip("\r")  # telnet and Windows tools end lines with CR LF
+        self._log(elide(line))
+        self.broadcast(line)
 
     @Slot(object, object)
     def on_serverSocket1_OnClientDisconnect(self, Sender: Any, Socket: Any) -> None:
         item = self._items.pop(id(Socket), None)
         if item is not None:
             self.ui.clientList.takeTopLevelItem(self.ui.clientList.indexOfTopLevelItem(item))
-        self._log(f"* {Socket.RemoteAddress}:{Socket.RemotePort} left")
+        self._log(f"* {peer_name(Socket)} left")
 
     @Slot(object, object, object, object)
     def on_serverSocket1_OnClientError(self, Sender: Any, Socket: Any, ErrorEvent: Any,
                                        ErrorCode: Any) -> None:
-        self._log(f"* {Socket.RemoteAddress}:{Socket.RemotePort} {ErrorEvent.name} error "
-                  f"{ErrorCode.value}")
-        ErrorCode.value = 0  # a client that vanishes is routine for a chat server
+        who = peer_name(Socket)
+        if ErrorEvent == eeReceive and ErrorCode.value == LINE_TOO_LONG:
+            # a line over MaxFrameSize: FrameOverflow = foDiscard skips it, the client stays
+            self._log(f"* {who} sent a line longer than {MAX_LINE} bytes: dropped "
+                      f"({LINE_TOO_LONG})")
+            send_line(Socket, f"* your line was longer than {MAX_LINE} bytes: not relayed")
+        else:  # LastErrorMessage says what happened, e.g. "Connection reset by peer"
+            self._log(f"* {who} {error_text(Socket, ErrorEvent, ErrorCode.value)}")
+        ErrorCode.value = 0  # handled: a client that vanishes is routine for a chat server
 
     # --- internals
     def _set_running(self, running: bool) -> None:
@@ -126,6 +168,8 @@ class ChatServerWindow(QWidget):
         self.ui.stopButton.setEnabled(running)
         self.ui.portSpin.setEnabled(not running)
         self.ui.serverTypeCombo.setEnabled(not running)
+        self.ui.broadcastEdit.setEnabled(running)  # nobody to broadcast to while stopped
+        self.ui.broadcastButton.setEnabled(running)
 
     def _log(self, line: str) -> None:
         self.ui.logView.appendPlainText(line)
@@ -136,11 +180,7 @@ def run_headless(port: int, server_type: int, address: str = "", tls_cert: str =
                  tls_key: str = "") -> int:
     """The relay as a service: no widgets, a QCoreApplication and chatcore.ChatServer."""
     app = QCoreApplication.instance() or QCoreApplication(sys.argv[:1])
-    signal.signal(signal.SIGINT, lambda *_: app.quit())
-    signal.signal(signal.SIGTERM, lambda *_: app.quit())
-    wake = QTimer()
-    wake.timeout.connect(lambda: None)  # Python code must run now and then for its
-    wake.start(200)  # signal handlers: lets Ctrl+C / SIGTERM work while Qt waits
+    quit_on_signals(app)  # Ctrl+C and SIGTERM end app.exec(): the server stops cleanly
     server = ChatServer()
     server.server.ServerType = server_type
     if tls_cert:
@@ -148,8 +188,8 @@ def run_headless(port: int, server_type: int, address: str = "", tls_cert: str =
     server.log.connect(lambda text: print(text, flush=True))
     try:
         server.start(port, address)
-    except ESocketError as exc:
-        print(f"cannot listen: {exc}", file=sys.stderr)
+    except ESocketError as exc:  # e.g. the port is in use (10048): say so in one line
+        print(f"cannot listen on port {port}: {exc}", file=sys.stderr)
         return 1
     code = app.exec()
     server.stop()
@@ -172,6 +212,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return run_headless(args.port, TYPES[args.type], args.address, args.tls_cert,
                             args.tls_key)
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    quit_on_signals(app)  # Ctrl+C in the terminal closes the window cleanly
     window = ChatServerWindow(args.port, TYPES[args.type])
     window.server.Address = args.address
     if args.tls_cert:
@@ -180,7 +221,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     window.show()
     if args.start:
         window.start()
-    return app.exec()
+        if window.server.Active:
+            print(f"chat server window listening on port {window.server.Socket.LocalPort}",
+                  flush=True)
+    code = app.exec()
+    window.stop()  # every client sees an orderly close
+    return code
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ import os
 import queue
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -25,6 +26,9 @@ sys.path.insert(0, str(SAMPLES))
 
 from chat_client import ChatClientWindow  # noqa: E402
 from chat_server import ChatServerWindow  # noqa: E402
+from chatcore import MAX_LINE  # noqa: E402
+
+from .test_samples_safety import flood_until_dropped  # noqa: E402
 
 ENV = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONUNBUFFERED="1")
 
@@ -186,7 +190,8 @@ def test_client_reconnects_by_itself_when_the_server_returns(qtbot) -> None:
     # the LinkTimer keeps trying: refused attempts are reported, then retried
     qtbot.waitUntil(lambda: sum(s.startswith("no connection") for s in states) >= 3,
                     timeout=10000)
-    assert "* eeConnect error 10061" in log_lines(client)
+    # the error with its text, not a bare code
+    assert "* eeConnect error 10061: Connection refused" in log_lines(client)
     assert client.ui.connectButton.text() == "Dis&connect"  # still wanted
     qtbot.mouseClick(server.ui.startButton, Qt.MouseButton.LeftButton)  # back, same port
     qtbot.waitUntil(lambda: client.ui.stateLabel.text().startswith("connected"), timeout=10000)
@@ -240,3 +245,147 @@ def test_chat_py_falls_back_to_the_console_demo_without_a_display() -> None:
     assert out.returncode == 0, out.stderr.decode()
     assert stdout.startswith("no display: running the console demo")
     assert "[bob sees] alice: TClientSocket lives on in Python!" in stdout
+
+
+# ---------------------------------------------------------------------------- issue 19
+SERVER_TYPES = pytest.mark.parametrize(
+    "server_type", [ServerType.stNonBlocking, ServerType.stThreadBlocking],
+    ids=["stNonBlocking", "stThreadBlocking"])
+
+
+class SocketLines:
+    """A plain client socket whose received lines a thread collects (the Qt loop keeps
+    running in the test thread)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.lines: list[bytes] = []
+        self._thread = threading.Thread(target=self._pump, daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        with self.sock.makefile("rb") as f:
+            for line in iter(lambda: f.readline(4 * 1024 * 1024), b""):
+                self.lines.append(line)
+
+    def close(self) -> None:
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self._thread.join(10)
+        self.sock.close()
+
+
+@SERVER_TYPES
+def test_server_window_drops_an_oversized_line_instead_of_relaying_it(qtbot,
+                                                                      server_type) -> None:
+    server = start_server(qtbot, server_type)
+    port = server.server.Socket.LocalPort
+    watcher = SocketLines(socket.create_connection(("127.0.0.1", port), timeout=10))
+    flooder = SocketLines(socket.create_connection(("127.0.0.1", port), timeout=10))
+    try:
+        qtbot.waitUntil(lambda: server.ui.clientList.topLevelItemCount() == 2, timeout=5000)
+        flooder.sock.sendall(b"flood: before\n" + b"z" * (1 << 20) + b"\nflood: after\n")
+        qtbot.waitUntil(lambda: b"flood: after\n" in watcher.lines, timeout=10000)
+        assert watcher.lines == [b"flood: before\n", b"flood: after\n"]  # no piece of it
+        flooder_port = flooder.sock.getsockname()[1]
+        assert f"* 127.0.0.1:{flooder_port} sent a line longer than {MAX_LINE} bytes: " \
+            "dropped (10040)" in log_lines(server)
+        # the flooder was told, and stays connected: its next line went through
+        qtbot.waitUntil(lambda: b"flood: after\n" in flooder.lines, timeout=5000)
+        assert any(b"not relayed" in line for line in flooder.lines)
+        assert server.ui.clientList.topLevelItemCount() == 2
+    finally:
+        watcher.close()
+        flooder.close()
+    server.stop()
+
+
+@SERVER_TYPES
+def test_server_window_drops_a_client_that_never_reads(qtbot, server_type) -> None:
+    server = start_server(qtbot, server_type)
+    port = server.server.Socket.LocalPort
+    drops: list[str] = []
+    server.lineShown.connect(lambda line: drops.append(line) if " dropped: " in line else None)
+
+    def dropped() -> None:
+        qtbot.waitUntil(lambda: len(drops) > 0, timeout=30000)
+        waiting = int(drops[0].rsplit("(", 1)[1].split()[0])  # "… (262144 bytes waiting)"
+        assert 0 < waiting <= server.server.SendQueueLimit, drops
+
+    # stThreadBlocking: Close(True) on a client whose worker waits in a read closes with a
+    # FIN, after what the kernel still holds (sockcomp's own queue is freed all the same)
+    flood_until_dropped(port, dropped, lambda done: qtbot.waitUntil(done, timeout=15000),
+                        reset=server_type == ServerType.stNonBlocking)
+    qtbot.waitUntil(lambda: server.ui.clientList.topLevelItemCount() == 0, timeout=5000)
+    # the log shows long lines shortened (laying them out would slow the window down)
+    assert max(map(len, log_lines(server))) < 250
+    server.stop()
+
+
+def test_server_window_shows_error_text_and_ipv6_peers(qtbot) -> None:
+    server = start_server(qtbot)
+    port = server.server.Socket.LocalPort
+    v6 = socket.create_connection(("::1", port), timeout=10)
+    where = f"[::1]:{v6.getsockname()[1]}"
+    qtbot.waitUntil(lambda: f"* {where} joined" in log_lines(server), timeout=5000)
+    v6.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    v6.close()  # a reset
+    qtbot.waitUntil(lambda: f"* {where} left" in log_lines(server), timeout=5000)
+    assert f"* {where} eeDisconnect error 10054: Connection reset by peer" in log_lines(server)
+    server.stop()
+
+
+def test_server_window_broadcast_only_while_running(qtbot) -> None:
+    server = ChatServerWindow(0)
+    qtbot.addWidget(server)
+    server.show()
+    assert not server.ui.broadcastButton.isEnabled() and not server.ui.broadcastEdit.isEnabled()
+    server.ui.broadcastEdit.setText("nobody hears this")
+    qtbot.keyClick(server.ui.broadcastEdit, Qt.Key.Key_Return)
+    server.on_broadcastButton_clicked()  # even when called directly
+    assert log_lines(server) == []
+    qtbot.mouseClick(server.ui.startButton, Qt.MouseButton.LeftButton)
+    assert server.ui.broadcastButton.isEnabled() and server.ui.broadcastEdit.isEnabled()
+    qtbot.mouseClick(server.ui.broadcastButton, Qt.MouseButton.LeftButton)
+    assert "server: nobody hears this" in log_lines(server)
+    qtbot.mouseClick(server.ui.stopButton, Qt.MouseButton.LeftButton)
+    assert not server.ui.broadcastButton.isEnabled() and not server.ui.broadcastEdit.isEnabled()
+
+
+def test_client_window_refuses_an_empty_host(qtbot) -> None:
+    client = ChatClientWindow("", 5000)
+    qtbot.addWidget(client)
+    client.show()
+    qtbot.mouseClick(client.ui.connectButton, Qt.MouseButton.LeftButton)
+    assert client.ui.stateLabel.text() == "no host: type the server's name or address"
+    assert client.ui.connectButton.text() == "&Connect"  # not stuck on Disconnect
+    assert not client.socket.Active and not client.socket.Reconnecting
+
+
+def test_client_window_stops_on_an_unknown_host(qtbot) -> None:
+    client = ChatClientWindow("no-such-host.invalid", 5000, reconnect_ms=100)
+    qtbot.addWidget(client)
+    client.show()
+    qtbot.mouseClick(client.ui.connectButton, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: client.ui.stateLabel.text().startswith("cannot connect: "),
+                    timeout=10000)
+    assert "(11001)" in client.ui.stateLabel.text()
+    assert any(line.startswith("* eeLookup error 11001: ") for line in log_lines(client))
+    # OnDisconnect has come and gone: no retry is scheduled, the button offers Connect
+    assert not client.socket.Reconnecting and client.ui.connectButton.text() == "&Connect"
+
+
+def test_client_window_skips_an_oversized_line_and_shows_an_unterminated_last_one(
+        qtbot) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(10)
+        client = start_client(qtbot, listener.getsockname()[1], "alice")
+        conn, _ = listener.accept()
+        with conn:
+            conn.sendall(b"server: before\n" + b"w" * (1 << 20) + b"\nserver: after\n"
+                         + "server: bye — без \\n".encode())
+        qtbot.waitUntil(lambda: client.ui.stateLabel.text() == "no connection — retrying",
+                        timeout=10000)
+    assert log_lines(client) == ["server: before",
+                                 f"* a line longer than {MAX_LINE} bytes was skipped",
+                                 "server: after", "server: bye — без \\n"]
+    client.disconnect_from_server()
