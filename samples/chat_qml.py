@@ -1,7 +1,7 @@
 """Chat client in QML (chat_qml.qml): sockcomp's ClientSocket as a QML type.
 
-    python samples/chat_server.py --no-gui --port 5000 &      # the relay
-    python samples/chat_qml.py --host localhost --port 5000 --nick alice --connect
+    .venv/bin/python samples/chat_server.py --no-gui --port 5000 &      # the relay
+    .venv/bin/python samples/chat_qml.py --host localhost --port 5000 --nick alice --connect
 
 The window is all QML: ``import Sockcomp`` gives ``ClientSocket`` with lower-case properties
 (``host``, ``port``, ``framing``, ``autoReconnect``…) and the VCL events as handlers

@@ -114,11 +114,11 @@ class SocketComponent(ScktComp):
     """
 
     #: Names of the component's events (its signals named On…), per class.
-    _EVENT_NAMES: frozenset[str] = frozenset()
+    EVENT_NAMES: frozenset[str] = frozenset()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        cls._EVENT_NAMES = frozenset(
+        cls.EVENT_NAMES = frozenset(
             name for klass in cls.__mro__ for name, value in vars(klass).items()
             if name.startswith("On") and isinstance(value, Signal))
 
@@ -172,7 +172,7 @@ class SocketComponent(ScktComp):
     _DISPATCH_METHODS: frozenset[str] = frozenset()
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name in self._EVENT_NAMES:
+        if name in self.EVENT_NAMES:
             self.assign_handler(name, value)
             return
         super().__setattr__(name, value)

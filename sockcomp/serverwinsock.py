@@ -26,7 +26,8 @@ from ._synchronize import Synchronizer
 from ._transport import close_quietly
 from .enums import ErrorEvent, ServerType, asAccept, eeAccept, seConnect
 from .errors import (
-    ESocketError, HandleException, cannot_create_socket, describe, raise_error, wsa_code,
+    ESocketError, HandleException, cannot_create_socket, describe, error_text, raise_error,
+    wsa_code,
 )
 from .threads import SHUTDOWN_WAIT, ServerClientThread, ThreadCache
 from .var import Var
@@ -378,6 +379,12 @@ class ServerWinSocket(CustomWinSocket):
             HandleException(exc)
 
     # -- listening -------------------------------------------------------------------------
+    def _listen_failed(self, error: ESocketError) -> None:
+        """Keep ``error`` as LastError/LastErrorMessage, then raise it (or the error proc)."""
+        self.LastError = error
+        self.LastErrorMessage = error_text(error.errno, error.ErrorCode)
+        raise_error(error)
+
     def Listen(self, Name: str, Address: str, Service: str, Port: int,
                QueueSize: int = socket.SOMAXCONN, Block: Optional[bool] = None) -> None:
         """Bind and listen (``TCustomWinSocket.Listen``): on the host ``Name`` (looked up) or
@@ -400,7 +407,7 @@ class ServerWinSocket(CustomWinSocket):
         try:
             sock = bind_listener(Name or Address, service_port(Service, Port))
         except ESocketError as error:
-            raise_error(error)
+            self._listen_failed(error)
             return
         pump = self._pump = current_pump()
         self._sync = Synchronizer(pump)
@@ -411,7 +418,7 @@ class ServerWinSocket(CustomWinSocket):
             sock.listen(QueueSize)
         except OSError as exc:
             sock.close()
-            raise_error(ESocketError.from_os_error(exc, "listen"))
+            self._listen_failed(ESocketError.from_os_error(exc, "listen"))
             return
         sock.setblocking(False)
         self._os_sock = sock

@@ -440,6 +440,9 @@ class _ComponentWidget(QWidget):
         # component attributes the widget does not declare (TLSContext …) are set on the
         # component, so ``widget.X = v`` means what it says
         component = self.__dict__.get("component")
+        if component is not None and name in component.EVENT_NAMES:
+            component.assign_handler(name, value)  # ``widget.OnRead = handler``, as Delphi's
+            return
         if (component is not None and not name.startswith("_") and not hasattr(type(self), name)
                 and hasattr(component, name)):
             setattr(component, name, value)

@@ -230,6 +230,8 @@ def test_error_proc_takes_a_listen_failure_instead_of_raising(qtbot, keep, error
     srv.Open()  # returns: the code went to the procedure
     assert error_proc == [10048]
     assert srv.Active is False and log.names() == []
+    assert srv.Socket.LastError.ErrorCode == 10048 and srv.Socket.LastError.API == "bind"
+    assert srv.Socket.LastErrorMessage == "Address already in use"
     srv.Port = 0
     srv.Service = "no-such-service-here"
     srv.Open()

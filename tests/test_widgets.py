@@ -304,6 +304,23 @@ def test_signals_forward_to_receivers_in_order(qtbot) -> None:
     assert isinstance(client, QObject)
 
 
+def test_assigning_a_handler_on_the_widget_assigns_it_on_the_component(qtbot) -> None:
+    """``ui.clientSocket1.OnLookup = handler`` (Delphi's ``ClientSocket1.OnLookup := …``) is
+    the component's assigned handler: a later assignment replaces it, None removes it."""
+    client = ClientSocket()
+    qtbot.addWidget(client)
+    seen: list[str] = []
+    client.OnLookup = lambda Sender, Socket: seen.append("first")
+    client.OnLookup = lambda Sender, Socket: seen.append(f"second {Sender is client.component}")
+    client.component.OnLookup.emit(client.component, client.Socket)
+    assert seen == ["second True"]
+    client.OnLookup = None
+    client.component.OnLookup.emit(client.component, client.Socket)
+    assert seen == ["second True"]
+    with pytest.raises(TypeError, match="callable"):
+        client.OnLookup = 42
+
+
 # ---------------------------------------------------------------------------------------------
 # every property of the component, mirrored from its meta-object
 
