@@ -31,9 +31,9 @@ tree this file is in. Whatever the tree, the servers below use only sockcomp's p
 ``ClientErrorEvent``, ``ServerClientThread.ClientExecute``/``ClientSocket``/``Terminated``,
 ``WinSocketStream.Read``/``Write``, ``SendBuf``/``ReceiveBytes``/``Connected``/``Close``).
 
-Kinds: sockcomp-nb, sockcomp-nb-override, sockcomp-thread, sockcomp-thread-sync,
-asyncio-protocol, asyncio-streams, uvloop-protocol, uvloop-streams, qtcp, raw-notifier,
-threading-tcpserver.
+Kinds: sockcomp-nb, sockcomp-nb-override, sockcomp-nb-assigned, sockcomp-thread,
+sockcomp-thread-sync, asyncio-protocol, asyncio-streams, uvloop-protocol, uvloop-streams, qtcp,
+raw-notifier, threading-tcpserver.
 """
 from __future__ import annotations
 
@@ -176,10 +176,11 @@ def _silence(Sender, Socket, ErrorEvent, ErrorCode) -> None:
     ErrorCode.value = 0  # resets from the load generator are expected, not failures
 
 
-def serve_sockcomp_nb(port: int, override: bool = False) -> None:
+def serve_sockcomp_nb(port: int, override: bool = False, assigned: bool = False) -> None:
     """stNonBlocking. Default: handlers connected to OnClientRead and OnClientError, as most
     applications do. ``override``: the same handlers as overridden dispatch methods of a
-    ServerSocket subclass (ClientRead, ClientErrorEvent), which skips the Qt signal."""
+    ServerSocket subclass (ClientRead, ClientErrorEvent), which skips the Qt signal.
+    ``assigned``: the handlers assigned the Delphi way (``s.OnClientRead = handler``)."""
     from sockcomp import ServerSocket, stNonBlocking
     if override and not callable(getattr(ServerSocket, "ClientRead", None)):
         # a tree from before the dispatch methods: the subclass would never echo
@@ -205,11 +206,17 @@ def serve_sockcomp_nb(port: int, override: bool = False) -> None:
         else:
             s = ServerSocket()
             if sink:
-                s.OnClientRead.connect(lambda Sender, Socket: Socket.ReceiveBytes())
+                def handler(Sender, Socket):
+                    Socket.ReceiveBytes()
             else:
-                s.OnClientRead.connect(
-                    lambda Sender, Socket: Socket.SendBuf(Socket.ReceiveBytes()))
-            s.OnClientError.connect(_silence)
+                def handler(Sender, Socket):
+                    Socket.SendBuf(Socket.ReceiveBytes())
+            if assigned:
+                s.OnClientRead = handler
+                s.OnClientError = _silence
+            else:
+                s.OnClientRead.connect(handler)
+                s.OnClientError.connect(_silence)
         s.Loaded()
         s.ServerType = stNonBlocking
         s.Address, s.Port = HOST, p
@@ -488,6 +495,7 @@ def serve_threading(port: int) -> None:
 KINDS = {
     "sockcomp-nb": serve_sockcomp_nb,
     "sockcomp-nb-override": lambda port: serve_sockcomp_nb(port, override=True),
+    "sockcomp-nb-assigned": lambda port: serve_sockcomp_nb(port, assigned=True),
     "sockcomp-thread": serve_sockcomp_thread,
     "sockcomp-thread-sync": lambda port: serve_sockcomp_thread(port, sync=True),
     "asyncio-protocol": lambda port: _run_asyncio(port, streams=False, use_uvloop=False),
@@ -500,8 +508,9 @@ KINDS = {
 }
 
 
-INPROC_KINDS = {"sockcomp-nb", "sockcomp-nb-override", "asyncio-protocol", "asyncio-streams",
-                "uvloop-protocol", "uvloop-streams", "qtcp", "raw-notifier"}
+INPROC_KINDS = {"sockcomp-nb", "sockcomp-nb-override", "sockcomp-nb-assigned",
+                "asyncio-protocol", "asyncio-streams", "uvloop-protocol", "uvloop-streams", "qtcp",
+                "raw-notifier"}
 
 
 def main(argv: list[str]) -> None:

@@ -17,10 +17,12 @@ see them; Python code reads and writes them as attributes, as before.
 """
 from __future__ import annotations
 
+import sys
+import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from PySide6.QtCore import Property, QObject, Signal
+from PySide6.QtCore import Property, QMetaMethod, QObject, Signal
 
 from ._designtime import in_designer
 from ._idle import IdleWatch
@@ -103,6 +105,37 @@ def _reaper(sock: CustomWinSocket) -> Callable[..., None]:
     return reap
 
 
+def _direct_call(handler: Callable[..., Any],
+                 blocked: Callable[[], bool]) -> Callable[..., None]:
+    """``handler`` called as its signal would call it: not while the component's signals are
+    blocked, and an exception printed through ``sys.excepthook`` (as PySide does for a slot)."""
+    def call(*args: Any) -> None:
+        if blocked():
+            return
+        try:
+            handler(*args)
+        except BaseException as exc:
+            sys.excepthook(type(exc), exc, exc.__traceback__)
+    return call
+
+
+_SIGNATURES: dict[type, dict[str, str]] = {}
+
+
+def _signature(component: QObject, name: str) -> str:
+    """The ``SIGNAL()`` string of event ``name`` (``"2OnRead(PyObject,PyObject)"``)."""
+    cache = _SIGNATURES.get(type(component))
+    if cache is None:
+        cache = _SIGNATURES[type(component)] = {}
+        mo = component.metaObject()
+        for index in range(mo.methodCount()):
+            method = mo.method(index)
+            if method.methodType() == QMetaMethod.MethodType.Signal:
+                cache[bytes(method.name().data()).decode()] = \
+                    "2" + bytes(method.methodSignature().data()).decode()
+    return cache[name]
+
+
 class SocketComponent(ScktComp):
     """The base of ClientSocket and ServerSocket (``TAbstractSocket``); a QObject that knows the
     ScktComp enumerations (:class:`~sockcomp.enums.ScktComp`).
@@ -134,9 +167,12 @@ class SocketComponent(ScktComp):
         self._idle = IdleWatch(self, weak_method(self, "_watched_sockets", ()))
         self.destroyed.connect(_reaper(socket))
         try:
-            current_pump().call_soon(weak_method(self, "_end_loading"))
+            pump: Any = current_pump()
+            pump.call_soon(weak_method(self, "_end_loading"))
         except RuntimeError:  # no QCoreApplication yet: nothing to defer to
+            pump = None
             self._loading = False
+        self.__dict__["_fires_pump"] = pump  # the component thread's (assigned handlers)
 
     def _end_loading(self) -> None:
         try:
@@ -181,25 +217,88 @@ class SocketComponent(ScktComp):
 
     def assign_handler(self, name: str, handler: Optional[Callable[..., Any]]) -> None:
         """Event ``name``'s assigned handler becomes ``handler`` (None: none); what
-        ``comp.OnX = handler`` does. Raises TypeError when ``handler`` is not callable."""
+        ``comp.OnX = handler`` does. The handler is connected to the signal like any slot
+        (a later assignment replaces it, slots connected otherwise stay); while it is the
+        event's only receiver the component calls it without a Qt emit, which is faster.
+        Raises TypeError when ``handler`` is not callable."""
         if handler is not None and not callable(handler):
             raise TypeError(f"{name} takes a callable (or None), not {handler!r}")
         signal = getattr(self, name)
-        assigned: dict[str, Callable[..., Any]] = self.__dict__.setdefault(
+        assigned: dict[str, tuple[Callable[..., Any], Any]] = self.__dict__.setdefault(
             "_assigned_handlers", {})
         previous = assigned.pop(name, None)
-        if previous is not None:
-            try:
-                signal.disconnect(previous)
-            except (RuntimeError, TypeError):
-                pass  # already disconnected by hand
+        if previous is not None and previous[1]:
+            QObject.disconnect(previous[1])
         if handler is not None:
-            signal.connect(handler)
-            assigned[name] = handler
+            assigned[name] = (handler, signal.connect(handler))
+        pump = self.__dict__.get("_fires_pump")  # None without a QCoreApplication: emit
+        if pump is not None and pump.thread_ident == threading.get_ident():
+            self._refresh_fires()
+        else:
+            self._post_refresh()
 
     def _bind_dispatch(self) -> None:
         """Resolve once what each event calls, so an event pays no method lookup."""
         raise NotImplementedError
+
+    # ------------------------------------------------------------------ assigned handlers
+    # ``comp.OnX = handler`` connects ``handler`` like any slot, so every emit reaches it in
+    # connection order. While it is the event's only receiver (the Delphi case: one handler
+    # per event), the hot events call it directly instead of emitting: a PySide emit costs
+    # several microseconds, a call a fraction of one. Any connect or disconnect on the event
+    # (QSignalSpy, a Designer form, QML, another slot) switches it back to emitting at once;
+    # the direct call returns on the next event-loop turn if the handler is again the only
+    # receiver (asked of Qt there, in the component's thread: Qt may call connectNotify with
+    # an internal lock held, from any thread).
+    def _fire(self, name: str) -> Callable[..., None]:
+        """What firing event ``name`` calls now: the signal's ``emit``, or the assigned
+        handler itself while it is the only receiver."""
+        fires: dict[str, Callable[..., None]] = self.__dict__.get("_fires") or {}
+        return fires.get(name) or getattr(self, name).emit
+
+    def _refresh_fires(self) -> None:
+        """Component thread: call each assigned handler directly while it is its event's only
+        receiver (its own connection alive, one receiver in all), else emit."""
+        self.__dict__["_fires_posted"] = False
+        generation = self.__dict__.get("_fires_generation", 0)
+        assigned = self.__dict__.get("_assigned_handlers") or {}
+        fires: dict[str, Callable[..., None]] = {}
+        for name, (handler, connection) in assigned.items():
+            if connection and self.receivers(_signature(self, name)) == 1:
+                fires[name] = _direct_call(handler, self.signalsBlocked)
+        if generation == self.__dict__.get("_fires_generation", 0):  # no connect meanwhile
+            self.__dict__["_fires"] = fires
+            self._bind_dispatch()
+
+    def _receivers_changed(self, signal: QMetaMethod, came: bool) -> None:
+        """Qt (any thread, maybe under Qt's lock): a receiver of ``signal`` came or went.
+        An event with an assigned handler is emitted from now on; a later turn asks Qt
+        whether the direct call may come back."""
+        name = bytes(signal.name().data()).decode()
+        if name not in (self.__dict__.get("_assigned_handlers") or {}):
+            return
+        fires = self.__dict__.get("_fires") or {}
+        if name in fires:
+            self.__dict__["_fires_generation"] = self.__dict__.get("_fires_generation", 0) + 1
+            self.__dict__["_fires"] = {key: value for key, value in fires.items() if key != name}
+            self._bind_dispatch()
+        elif came:
+            return  # emitting already; one more receiver cannot bring the direct call back
+        self._post_refresh()
+
+    def _post_refresh(self) -> None:
+        pump = self.__dict__.get("_fires_pump")
+        if pump is not None and not self.__dict__.get("_fires_posted"):
+            self.__dict__["_fires_posted"] = True
+            pump.call_soon_threadsafe(weak_method(self, "_refresh_fires"))
+
+    def connectNotify(self, signal: QMetaMethod) -> None:
+        """Qt: a receiver was connected: events with an assigned handler emit again."""
+        self._receivers_changed(signal, True)
+
+    def disconnectNotify(self, signal: QMetaMethod) -> None:
+        """Qt: a receiver was disconnected: the direct call may come back."""
+        self._receivers_changed(signal, False)
 
     def _overrides(self, owner: type, name: str) -> bool:
         """True when a subclass or this instance replaces ``owner``'s dispatch method ``name``."""

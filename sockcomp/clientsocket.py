@@ -31,6 +31,13 @@ __all__ = ["ClientSocket"]
 _ENDING = (Phase.FAILED, Phase.DISCONNECTING)
 
 
+#: The signal of each socket event, as ``TCustomSocket.Event`` fires them.
+_EVENT_SIGNALS = {
+    seLookup: "OnLookup", seConnecting: "OnConnecting", seConnect: "OnConnect",
+    seRead: "OnRead", seWrite: "OnWrite", seDisconnect: "OnDisconnect",
+    seHalfClose: "OnHalfClose",
+}
+
 class ClientSocket(SocketComponent):
     """A TCP client component (Delphi's ``TClientSocket``).
 
@@ -81,12 +88,6 @@ class ClientSocket(SocketComponent):
         sock._error_sink = weak_method(self, "_socket_error")
         sock._frame_sink = weak_method(self, "_socket_frame")
         sock.released_sink = weak_method(self, "_socket_released")
-        self._emit = {
-            seLookup: self.OnLookup.emit, seConnecting: self.OnConnecting.emit,
-            seConnect: self.OnConnect.emit, seRead: self.OnRead.emit,
-            seWrite: self.OnWrite.emit, seDisconnect: self.OnDisconnect.emit,
-            seHalfClose: self.OnHalfClose.emit,
-        }
         self._bind_dispatch()
 
     @property
@@ -326,11 +327,13 @@ class ClientSocket(SocketComponent):
 
     def _bind_dispatch(self) -> None:
         owner = ClientSocket
+        fire = self._fire
+        self._emit = {event: fire(name) for event, name in _EVENT_SIGNALS.items()}
         self._on_event: Optional[Callable[..., None]] = (
             self.Event if self._overrides(owner, "Event") else None)
-        self._on_error = self._dispatch_call(owner, "Error", self.OnError.emit)
-        self._on_line = self._dispatch_call(owner, "LineReceived", self.OnLineReceived.emit)
-        self._on_packet = self._dispatch_call(owner, "PacketReceived", self.OnPacketReceived.emit)
+        self._on_error = self._dispatch_call(owner, "Error", fire("OnError"))
+        self._on_line = self._dispatch_call(owner, "LineReceived", fire("OnLineReceived"))
+        self._on_packet = self._dispatch_call(owner, "PacketReceived", fire("OnPacketReceived"))
 
     # ------------------------------------------------------------------ dispatch methods
     def Event(self, Socket: ClientWinSocket, SocketEvent: int) -> None:
@@ -345,13 +348,13 @@ class ClientSocket(SocketComponent):
 
     def Error(self, Socket: ClientWinSocket, ErrorEvent: ErrorEvent, ErrorCode: Var[int]) -> None:
         """Fire ``OnError``, as ``TCustomSocket.Error``; an override may set ``ErrorCode.value``."""
-        self.OnError.emit(self, Socket, ErrorEvent, ErrorCode)
+        self._fire("OnError")(self, Socket, ErrorEvent, ErrorCode)
 
     def LineReceived(self, Socket: ClientWinSocket, Line: str) -> None:
         """Fire ``OnLineReceived`` (fmLine); override to take lines without a signal."""
-        self.OnLineReceived.emit(self, Socket, Line)
+        self._fire("OnLineReceived")(self, Socket, Line)
 
     def PacketReceived(self, Socket: ClientWinSocket, Packet: bytes) -> None:
         """Fire ``OnPacketReceived`` (fmPacket); override to take packets without a signal."""
-        self.OnPacketReceived.emit(self, Socket, Packet)
+        self._fire("OnPacketReceived")(self, Socket, Packet)
 

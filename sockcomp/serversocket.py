@@ -101,11 +101,6 @@ class ServerSocket(SocketComponent):
         server.get_thread_hook = weak_method(self, "_get_thread")
         server.thread_event_sink = weak_method(self, "_thread_event")
         server.unhandled_events_hook = weak_method(self, "_refresh_unhandled")
-        self._emit = {
-            seConnect: self.OnClientConnect.emit, seRead: self.OnClientRead.emit,
-            seWrite: self.OnClientWrite.emit, seDisconnect: self.OnClientDisconnect.emit,
-            seHalfClose: self.OnClientHalfClose.emit,
-        }
         self._bind_dispatch()
 
     @property
@@ -271,6 +266,7 @@ class ServerSocket(SocketComponent):
         self._connects += 1
         self._socket.unhandled_client_events = frozenset()
         self._socket.unhandled_thread_events = frozenset()
+        super().connectNotify(signal)
 
     def _client_error(self, socket: CustomWinSocket, event: ErrorEvent, code: Var[int]) -> None:
         try:
@@ -287,13 +283,15 @@ class ServerSocket(SocketComponent):
 
     def _bind_dispatch(self) -> None:
         owner = ServerSocket
+        fire = self._fire
+        self._emit = {event: fire("On" + name) for event, name in _CLIENT_DISPATCH.items()}
         self._dispatch = {event: self._dispatch_call(owner, name, self._emit[event])
                           for event, name in _CLIENT_DISPATCH.items()}
-        self._on_error = self._dispatch_call(owner, "ClientErrorEvent", self.OnClientError.emit)
+        self._on_error = self._dispatch_call(owner, "ClientErrorEvent", fire("OnClientError"))
         self._on_line = self._dispatch_call(owner, "ClientLineReceived",
-                                            self.OnClientLineReceived.emit)
+                                            fire("OnClientLineReceived"))
         self._on_packet = self._dispatch_call(owner, "ClientPacketReceived",
-                                              self.OnClientPacketReceived.emit)
+                                              fire("OnClientPacketReceived"))
 
     # ------------------------------------------------------------------ dispatch methods
     # One per client event, named as TServerWinSocket's dynamic methods. Each fires its
@@ -322,13 +320,13 @@ class ServerSocket(SocketComponent):
     def ClientErrorEvent(self, Socket: ServerClientWinSocket, ErrorEvent: ErrorEvent,
                          ErrorCode: Var[int]) -> None:
         """Fire ``OnClientError``; an override may set ``ErrorCode.value`` as a handler does."""
-        self.OnClientError.emit(self._server, Socket, ErrorEvent, ErrorCode)
+        self._fire("OnClientError")(self._server, Socket, ErrorEvent, ErrorCode)
 
     def ClientLineReceived(self, Socket: ServerClientWinSocket, Line: str) -> None:
         """Fire ``OnClientLineReceived`` (fmLine); override to take lines without a signal."""
-        self.OnClientLineReceived.emit(self._server, Socket, Line)
+        self._fire("OnClientLineReceived")(self._server, Socket, Line)
 
     def ClientPacketReceived(self, Socket: ServerClientWinSocket, Packet: bytes) -> None:
         """Fire ``OnClientPacketReceived`` (fmPacket); override to take packets without a
         signal."""
-        self.OnClientPacketReceived.emit(self._server, Socket, Packet)
+        self._fire("OnClientPacketReceived")(self._server, Socket, Packet)
