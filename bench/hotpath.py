@@ -2,6 +2,7 @@
 
     python bench/hotpath.py            # median and best of 7 batches, microseconds per message
     python bench/hotpath.py --profile  # the same under cProfile, top functions by own time
+    python bench/hotpath.py --assigned # the handler assigned (server.OnClientRead = handler)
 
 A ServerSocket (stNonBlocking) accepts one real loopback connection; then the accepted socket's
 OS socket is swapped for a stand-in whose ``recv`` returns 64 bytes and whose ``send`` accepts
@@ -60,7 +61,13 @@ def main(argv: list[str]) -> int:
     server = ServerSocket()
     server.Loaded()
     server.Address, server.Port = "127.0.0.1", 0
-    server.OnClientRead.connect(lambda Sender, Socket: Socket.SendBuf(Socket.ReceiveBytes()))
+    def echo(Sender, Socket):
+        Socket.SendBuf(Socket.ReceiveBytes())
+
+    if "--assigned" in argv:
+        server.OnClientRead = echo
+    else:
+        server.OnClientRead.connect(echo)
     server.Open()
     peer = socket.create_connection(("127.0.0.1", server.Socket.LocalPort))
     deadline = time.monotonic() + 10
@@ -95,7 +102,8 @@ def main(argv: list[str]) -> int:
             return 0
         batch()  # warm up
         runs = [batch() for _ in range(7)]
-        print(f"echo path: {statistics.median(runs):.2f} us per message "
+        how = "assigned" if "--assigned" in argv else "connected"
+        print(f"echo path ({how}): {statistics.median(runs):.2f} us per message "
               f"(best {min(runs):.2f}; {N:,} messages x 7, Python {sys.version.split()[0]})")
         return 0
     finally:
