@@ -331,6 +331,24 @@ def test_asyncio_doc_example_runs_and_exits_silently(tmp_path) -> None:
     assert out.stderr == ""
 
 
+def test_readme_asyncio_example_runs_and_exits_silently(tmp_path) -> None:
+    """The README's asyncio example, run as a script: its output and nothing on stderr."""
+    readme = ROOT / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    section = text[text.index("## asyncio (qasync)"):]
+    example = tmp_path / "example.py"
+    example.write_text(python_blocks_in(section)[0], encoding="utf-8")
+    out = subprocess.run([sys.executable, str(example)], env=ENV, capture_output=True,
+                         text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["b'HELLO\\n'", "10061"]
+    assert out.stderr == ""
+
+
+def python_blocks_in(text: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", text, re.S)
+
+
 def test_chat_async_demo_exits_silently() -> None:
     out = subprocess.run([sys.executable, str(SAMPLES / "chat_async.py")], env=ENV,
                          capture_output=True, text=True, timeout=30, encoding="utf-8")
