@@ -23,14 +23,14 @@ from ._lifecycle import Input, Phase
 from ._pump import ERRORS, READ, current_pump
 from ._resolve import service_port
 from ._synchronize import Synchronizer
+from ._threadserving import ThreadServing
 from ._transport import close_quietly
-from .enums import ErrorEvent, ServerType, asAccept, eeAccept, seConnect
+from .enums import ServerType, asAccept, eeAccept
 from .errors import (
     ESocketError, HandleException, cannot_create_socket, describe, error_text, raise_error,
     wsa_code,
 )
-from .threads import SHUTDOWN_WAIT, ServerClientThread, ThreadCache
-from .var import Var
+from .threads import SHUTDOWN_WAIT, ThreadCache
 from ._connection import ErrorSink, EventSink, FrameSink, no_error, no_event, no_frame
 from .winsock import CustomWinSocket
 
@@ -169,7 +169,7 @@ class _ComponentEvent:
         sock.component().assign_handler(self.name, handler)
 
 
-class ServerWinSocket(CustomWinSocket):
+class ServerWinSocket(ThreadServing, CustomWinSocket):
     """The listening socket of a ServerSocket: accepts clients and keeps ``Connections``.
 
     Its events (``OnGetSocket``, ``OnGetThread``, ``OnThreadStart``, ``OnThreadEnd`` and the
@@ -249,31 +249,6 @@ class ServerWinSocket(CustomWinSocket):
         return comp
 
     # -- properties --------------------------------------------------------------------------
-    @property
-    def ThreadCacheSize(self) -> int:
-        """How many idle threads stay cached for reuse (stThreadBlocking)."""
-        return self.threads.size
-
-    @ThreadCacheSize.setter
-    def ThreadCacheSize(self, value: int) -> None:
-        self.threads.resize(int(value))
-
-    @property
-    def ActiveThreads(self) -> int:
-        """Threads currently serving a connection."""
-        return self.threads.count(busy=True)
-
-    @property
-    def IdleThreads(self) -> int:
-        """Cached threads waiting for a connection."""
-        return self.threads.count(busy=False)
-
-    def GetClientThread(self, ClientSocket: ServerClientWinSocket) -> Any:
-        """The thread serving ``ClientSocket`` (None in stNonBlocking mode, and once the
-        connection has ended); inside OnClientDisconnect too."""
-        if ClientSocket.Phase in (Phase.CLOSED, Phase.CLOSING):
-            return None
-        return ClientSocket.worker
 
     @property
     def ServerType(self) -> ServerType:
@@ -312,13 +287,6 @@ class ServerWinSocket(CustomWinSocket):
         """The component thread's readiness pump (once listening)."""
         return self._pump
 
-    @property
-    def synchronizer(self) -> Synchronizer:
-        """Runs workers' calls in the component's thread (exists once the server listened)."""
-        if self._sync is None:
-            self._sync = Synchronizer(current_pump())
-        return self._sync
-
     # -- the clients' side ---------------------------------------------------------------------
     def add_client(self, client: ServerClientWinSocket) -> None:
         with self._conn_lock:
@@ -338,45 +306,6 @@ class ServerWinSocket(CustomWinSocket):
     def take_pending(self, handle: int) -> Optional[socket.socket]:
         """The accepted socket object behind ``handle`` (OnGetSocket receives the number)."""
         return self._pending.pop(handle, None)
-
-    def worker_event(self, client: CustomWinSocket, event: int) -> None:
-        """A thread-mode client's event: delivered in the component's thread."""
-        sync = self._sync
-        if sync is not None and not sync.in_owner_thread():
-            if event in self.unhandled_client_events and not (
-                    event == seConnect and client.IdleTimeout):
-                return
-            sync.call(self.client_event_sink, client, event)
-        else:
-            self.client_event_sink(client, event)
-
-    def worker_error(self, client: CustomWinSocket, event: ErrorEvent, code: Var[int]) -> None:
-        sync = self._sync
-        if sync is not None and not sync.in_owner_thread():
-            sync.call(self.client_error_sink, client, event, code)
-        else:
-            self.client_error_sink(client, event, code)
-
-    def worker_frame(self, client: CustomWinSocket, message: Any) -> None:
-        sync = self._sync
-        if sync is not None and not sync.in_owner_thread():
-            sync.call(self.client_frame_sink, client, message)
-        else:
-            self.client_frame_sink(client, message)
-
-    def thread_event(self, thread: Any, started: bool) -> None:
-        """A worker started or ends: OnThreadStart / OnThreadEnd in the component's thread."""
-        if started in self.unhandled_thread_events:
-            return
-        self.synchronizer.call(self.thread_event_sink, thread, started)
-
-    def report_exception(self, exc: BaseException) -> None:
-        """An error to the application hook, in the component's thread."""
-        sync = self._sync
-        if sync is not None and not sync.in_owner_thread():
-            sync.call(HandleException, exc)
-        else:
-            HandleException(exc)
 
     # -- listening -------------------------------------------------------------------------
     def _listen_failed(self, error: ESocketError) -> None:
@@ -516,62 +445,6 @@ class ServerWinSocket(CustomWinSocket):
         ServerClientWinSocket. Runs in the component's thread; override to make your own."""
         client = self.get_socket_hook(Socket)
         return client if client is not None else ServerClientWinSocket(Socket, self)
-
-    def GetServerThread(self, ClientSocket: ServerClientWinSocket) -> ServerClientThread:
-        """The thread to serve ``ClientSocket`` (stThreadBlocking): an idle cached one
-        (reactivated), else OnGetThread's, else :meth:`DoCreateThread`'s. Raises TypeError
-        when OnGetThread supplies something else than a ServerClientThread."""
-        thread = self.threads.take_idle()
-        if thread is not None:
-            thread.ReActivate(ClientSocket)
-            return thread
-        thread = self.get_thread_hook(ClientSocket)
-        if thread is None:
-            return self.DoCreateThread(ClientSocket)
-        if not isinstance(thread, ServerClientThread):
-            raise TypeError("OnGetThread must supply a ServerClientThread (or leave None)")
-        return thread
-
-    def ThreadStart(self, Thread: ServerClientThread) -> None:
-        """A worker thread starts (``TServerWinSocket.ThreadStart``), called in that worker
-        before its first connection: the place for per-thread set-up (a database
-        connection…). The default fires OnThreadStart in the component's thread and waits
-        for it."""
-        self.thread_event(Thread, started=True)
-
-    def ThreadEnd(self, Thread: ServerClientThread) -> None:
-        """A worker thread ends (``TServerWinSocket.ThreadEnd``), called in that worker after
-        its last connection (also when it failed): the place to release per-thread
-        resources. The default fires OnThreadEnd in the component's thread and waits for it.
-        """
-        self.thread_event(Thread, started=False)
-
-    def DoCreateThread(self, ClientSocket: ServerClientWinSocket) -> ServerClientThread:
-        """A new default thread for ``ClientSocket``: ``ServerClientThread(False,
-        ClientSocket)``; override to create your own class."""
-        return ServerClientThread(False, ClientSocket)
-
-    def _assign_thread(self, client: ServerClientWinSocket) -> None:
-        """GetServerThread, and start the thread if it was created suspended. A thread that
-        cannot start ends that connection with OnClientError(eeAccept)."""
-        self.unhandled_events_hook()
-        thread: Optional[ServerClientThread] = None
-        try:
-            try:
-                thread = self.GetServerThread(client)
-            except TypeError:
-                client.Close()
-                raise
-            if thread.ident is None:
-                thread.Resume()  # created suspended: the server starts it
-        except (RuntimeError, OSError) as exc:
-            stale = thread or client.worker  # a thread registers itself before it starts
-            if stale is not None:
-                self.threads.remove(stale)
-                client.worker = None
-            native = exc.errno if isinstance(exc, OSError) and exc.errno else errno.ENOBUFS
-            error = OSError(native, f"can't start a thread for the connection: {exc}")
-            client.fail(eeAccept, error, "CreateThread", graceful=True)
 
     def Close(self, ForceClosed: bool = False) -> None:
         """Stop listening: every client is closed (OnClientDisconnect each), the port is freed.
