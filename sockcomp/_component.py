@@ -173,6 +173,9 @@ class SocketComponent(ScktComp):
             pump = None
             self._loading = False
         self.__dict__["_fires_pump"] = pump  # the component thread's (assigned handlers)
+        # made now, while the object is whole: Qt may notify a disconnect while PySide is
+        # tearing the wrapper down, and no weak reference should be created then
+        self.__dict__["_fires_refresh"] = weak_method(self, "_refresh_fires")
 
     def _end_loading(self) -> None:
         try:
@@ -288,9 +291,10 @@ class SocketComponent(ScktComp):
 
     def _post_refresh(self) -> None:
         pump = self.__dict__.get("_fires_pump")
-        if pump is not None and not self.__dict__.get("_fires_posted"):
+        refresh = self.__dict__.get("_fires_refresh")
+        if pump is not None and refresh is not None and not self.__dict__.get("_fires_posted"):
             self.__dict__["_fires_posted"] = True
-            pump.call_soon_threadsafe(weak_method(self, "_refresh_fires"))
+            pump.call_soon_threadsafe(refresh)
 
     def connectNotify(self, signal: QMetaMethod) -> None:
         """Qt: a receiver was connected: events with an assigned handler emit again."""
