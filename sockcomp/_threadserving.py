@@ -8,22 +8,31 @@ own. The names are the VCL's where the VCL has them (``GetServerThread``, ``Thre
 from __future__ import annotations
 
 import errno
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
 from ._lifecycle import Phase
 from ._pump import current_pump
 from ._synchronize import Synchronizer
 from .enums import ErrorEvent, eeAccept, seConnect
 from .errors import HandleException
-from .threads import ServerClientThread, ThreadCache
+from .threads import ServedClient, ServerClientThread, ThreadCache
 from .var import Var
 from .winsock import CustomWinSocket
 
 if TYPE_CHECKING:
     from ._connection import ErrorSink, EventSink, FrameSink
-    from .serverwinsock import ServerClientWinSocket
 
 __all__ = ["ThreadServing"]
+
+
+class AcceptedClient(ServedClient, Protocol):
+    """What the thread side uses of an accepted client (a ``ServerClientWinSocket``; this
+    module cannot import that class: ``serverwinsock`` builds on this one)."""
+
+    @property
+    def Phase(self) -> Phase: ...
+    def fail(self, event: ErrorEvent, exc: BaseException, api: str,
+             graceful: bool = False) -> None: ...
 
 
 class ThreadServing:
@@ -35,7 +44,7 @@ class ThreadServing:
     client_event_sink: "EventSink"
     client_error_sink: "ErrorSink"
     client_frame_sink: "FrameSink"
-    get_thread_hook: Callable[["ServerClientWinSocket"], Any]
+    get_thread_hook: Callable[[Any], Any]  # given the AcceptedClient
     thread_event_sink: Callable[[Any, bool], None]
     unhandled_client_events: frozenset[int]
     unhandled_thread_events: frozenset[bool]
@@ -60,7 +69,7 @@ class ThreadServing:
         """Cached threads waiting for a connection."""
         return self.threads.count(busy=False)
 
-    def GetClientThread(self, ClientSocket: ServerClientWinSocket) -> Any:
+    def GetClientThread(self, ClientSocket: AcceptedClient) -> Any:
         """The thread serving ``ClientSocket`` (None in stNonBlocking mode, and once the
         connection has ended); inside OnClientDisconnect too."""
         if ClientSocket.Phase in (Phase.CLOSED, Phase.CLOSING):
@@ -113,7 +122,7 @@ class ThreadServing:
         else:
             HandleException(exc)
 
-    def GetServerThread(self, ClientSocket: ServerClientWinSocket) -> ServerClientThread:
+    def GetServerThread(self, ClientSocket: AcceptedClient) -> ServerClientThread:
         """The thread to serve ``ClientSocket`` (stThreadBlocking): an idle cached one
         (reactivated), else OnGetThread's, else :meth:`DoCreateThread`'s. Raises TypeError
         when OnGetThread supplies something else than a ServerClientThread."""
@@ -142,12 +151,12 @@ class ThreadServing:
         """
         self.thread_event(Thread, started=False)
 
-    def DoCreateThread(self, ClientSocket: ServerClientWinSocket) -> ServerClientThread:
+    def DoCreateThread(self, ClientSocket: AcceptedClient) -> ServerClientThread:
         """A new default thread for ``ClientSocket``: ``ServerClientThread(False,
         ClientSocket)``; override to create your own class."""
         return ServerClientThread(False, ClientSocket)
 
-    def _assign_thread(self, client: ServerClientWinSocket) -> None:
+    def _assign_thread(self, client: AcceptedClient) -> None:
         """GetServerThread, and start the thread if it was created suspended. A thread that
         cannot start ends that connection with OnClientError(eeAccept)."""
         self.unhandled_events_hook()

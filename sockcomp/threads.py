@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from ._synchronize import Synchronizer
 
 
-class _Client(Protocol):
+class ServedClient(Protocol):
     """What a thread uses of the connection it serves (a ServerClientWinSocket)."""
 
     worker: Any
@@ -56,7 +56,7 @@ class _Server(Protocol):
     def worker_event(self, client: Any, event: int) -> None: ...
     def worker_error(self, client: Any, event: Any, code: Var[int]) -> None: ...
 
-__all__ = ["ServerClientThread", "ThreadCache", "SHUTDOWN_WAIT"]
+__all__ = ["ServerClientThread", "ThreadCache", "SHUTDOWN_WAIT", "ServedClient"]
 
 #: How long server ``Close()`` waits for busy threads before leaving them to end on their
 #: own (s): only threads stuck in code of their own (not waiting on a socket) take that long.
@@ -138,11 +138,11 @@ class ServerClientThread(threading.Thread):
     (no polling). A thread created suspended is started by the server.
     """
 
-    def __init__(self, CreateSuspended: bool, ClientSocket: _Client) -> None:
+    def __init__(self, CreateSuspended: bool, ClientSocket: ServedClient) -> None:
         server = ClientSocket.ServerWinSocket
         super().__init__(name=f"sockcomp-client-{ClientSocket.SocketHandle}", daemon=True)
         self._server: _Server = server
-        self._client: Optional[_Client] = None
+        self._client: Optional[ServedClient] = None
         self._activated = threading.Event()
         self._terminated = False
         self._idle = False
@@ -157,7 +157,7 @@ class ServerClientThread(threading.Thread):
 
     # -- VCL surface -------------------------------------------------------------------------
     @property
-    def ClientSocket(self) -> Optional[_Client]:
+    def ClientSocket(self) -> Optional[ServedClient]:
         """The connection being served (None while idle in the cache)."""
         return self._client
 
@@ -182,7 +182,7 @@ class ServerClientThread(threading.Thread):
         if not self.is_alive() and self.ident is None:
             self.start()
 
-    def ReActivate(self, ClientSocket: _Client) -> None:
+    def ReActivate(self, ClientSocket: ServedClient) -> None:
         """Hand the thread a (new) connection and wake it (called by the server). The
         connection's events go through this thread's :meth:`Event` and :meth:`Error` when a
         subclass overrides them."""
