@@ -394,6 +394,24 @@ class QmlClientSocket(ClientSocket):
         self.packetReceived.emit(self._qml_socket, Packet)
 
 
+#: The client events whose dispatch methods QmlServerSocket extends, and the methods.
+_CLIENT_EVENTS = {seConnect: "ClientConnect", seRead: "ClientRead", seWrite: "ClientWrite",
+                  seDisconnect: "ClientDisconnect", seHalfClose: "ClientHalfClose"}
+
+
+def _then_qml(name: str, event: int) -> Callable[..., None]:
+    """ServerSocket's dispatch method ``name`` (its VCL signal), then the QML event."""
+    vcl = getattr(ServerSocket, name)
+
+    def method(self: "QmlServerSocket", Socket: ServerClientWinSocket) -> None:
+        vcl(self, Socket)
+        self._qml_client_event(Socket, event)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"{(vcl.__doc__ or name).splitlines()[0]} Then the QML event."
+    return method
+
+
 class QmlServerSocket(ServerSocket):
     """``ServerSocket`` for QML (QML type ``ServerSocket``): the component itself, plus
     lower-case properties and QML events (module docstring). ``socket`` wraps the listening
@@ -512,25 +530,8 @@ class QmlServerSocket(ServerSocket):
         if event == seDisconnect:
             self._qml_forget(Socket)
 
-    def ClientConnect(self, Socket: ServerClientWinSocket) -> None:
-        super().ClientConnect(Socket)
-        self._qml_client_event(Socket, seConnect)
-
-    def ClientRead(self, Socket: ServerClientWinSocket) -> None:
-        super().ClientRead(Socket)
-        self._qml_client_event(Socket, seRead)
-
-    def ClientWrite(self, Socket: ServerClientWinSocket) -> None:
-        super().ClientWrite(Socket)
-        self._qml_client_event(Socket, seWrite)
-
-    def ClientDisconnect(self, Socket: ServerClientWinSocket) -> None:
-        super().ClientDisconnect(Socket)
-        self._qml_client_event(Socket, seDisconnect)
-
-    def ClientHalfClose(self, Socket: ServerClientWinSocket) -> None:
-        super().ClientHalfClose(Socket)
-        self._qml_client_event(Socket, seHalfClose)
+    # ClientConnect, ClientRead, ClientWrite, ClientDisconnect, ClientHalfClose
+    locals().update({name: _then_qml(name, event) for event, name in _CLIENT_EVENTS.items()})
 
     def ClientErrorEvent(self, Socket: ServerClientWinSocket, ErrorEvent: ErrorEvent,
                          ErrorCode: Var[int]) -> None:
