@@ -1,29 +1,41 @@
 """The transport of a blocking socket: the same connection, with waits for the threads that
 may wait (a stThreadBlocking server's worker, a ctBlocking client's caller).
 
-A blocking call is the non-blocking one retried after :func:`sockcomp._waits.wait_fd`, so the
-OS socket never blocks and the component's thread, which never calls these, can still flush
-what it queued on the same socket through the pump. A thread inside a wait counts as a user of
-the socket: closing it from another thread shuts it down (which ends the wait) and the last
-user out closes the descriptor, so a descriptor number is never reused under a waiting thread.
+A blocking call is the non-blocking one retried after :func:`sockcomp._waits.wait_fd`; the
+component's thread, which never calls these, can still flush what it queued on the same socket
+through the pump. A thread inside a wait counts as a user of the socket: closing it from another
+thread shuts it down (which ends the wait) and the last user out closes the descriptor, so a
+descriptor number is never reused under a waiting thread.
+
+Reads are the exception, where the platform has ``MSG_DONTWAIT`` (Linux, the BSDs, macOS) and
+the connection is plain TCP: a waiting read is one blocking ``recv`` with ``SO_RCVTIMEO`` as its
+time limit, because each extra system call is one more hand-over of the GIL, and with hundreds
+of worker threads the hand-overs are what a message costs (``recv`` that finds nothing, then
+``poll``, then ``recv`` again took twice the time of one ``recv``). The descriptor then blocks,
+and every other call on it passes ``MSG_DONTWAIT``, so the component's thread still never waits.
+A ServerClientThread's ``Terminate`` ends such a read through :attr:`WakeUp.interrupt`, which
+shuts the read side down; ``Close`` from another thread already shuts the socket down.
 """
 from __future__ import annotations
 
 import errno
 import socket
+import struct
 import time
 from typing import Any, Optional
 
 from ._pump import READ
 from ._sendqueue import DRAINED
 from ._tls import HANDSHAKE_DONE
-from ._transport import Transport, close_quietly
-from ._waits import READY_READ, READY_WRITE, Deadline, wait_fd
+from ._transport import PlainStream, Transport, close_quietly
+from ._waits import READY_READ, READY_WRITE, Deadline, thread_wake, wait_fd
 
 __all__ = ["WaitingTransport"]
 
 _CONNECT_PENDING = {errno.EINPROGRESS, errno.EALREADY, errno.EAGAIN, errno.EWOULDBLOCK}
 _monotonic = time.monotonic
+#: Non-zero where one call can be made non-blocking on a blocking descriptor.
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 
 
 class WaitingTransport(Transport):
@@ -33,26 +45,64 @@ class WaitingTransport(Transport):
     itself as a user of the descriptor only while it really waits.
     """
 
-    __slots__ = ()
+    __slots__ = ("fd_blocks", "recv_timeout")
+
+    def __init__(self, sock: socket.socket, protocol: Any, pump: Any, lock: Any,
+                 served_by_worker: bool = False) -> None:
+        # a worker's accepted socket comes blocking from accept(): keep it so (no system call)
+        blocks = bool(_DONTWAIT) and served_by_worker and sock.gettimeout() is None
+        super().__init__(sock, protocol, pump, lock, served_by_worker, keep_blocking=blocks)
+        #: True while reads block in ``recv`` (see the module docstring).
+        self.fd_blocks = blocks
+        if blocks:
+            self.stream = PlainStream(sock, _DONTWAIT)
+            self._recv = self.stream.recv
+        #: The ``SO_RCVTIMEO`` set, in ms (None: no limit, as the OS starts).
+        self.recv_timeout: Optional[int] = None
+
+    def start_tls(self, context: Any, server_side: bool, hostname: Optional[str]) -> None:
+        """TLS reads through its own layer, which must never block: the descriptor stops
+        blocking first."""
+        if self.fd_blocks:
+            with self.lock:
+                self.sock.setblocking(False)
+                self.fd_blocks = False
+        super().start_tls(context, server_side, hostname)
+
+    def _enter(self) -> bool:
+        """Count the calling thread as a user of the descriptor; False when it is closed."""
+        with self.lock:
+            if self._closed:
+                return False
+            self._users += 1
+        return True
+
+    def _leave(self) -> None:
+        """The calling thread stopped using the descriptor: the last user out closes it if a
+        close came meanwhile."""
+        with self.lock:
+            self._users -= 1
+            close = self._users == 0 and self._release_close is not None
+        if close:
+            self._leave_closing()
+
+    def _leave_closing(self) -> None:
+        """The last user out of a descriptor closed meanwhile: close it now (once)."""
+        with self.lock:
+            if self._users or self._release_close is None:
+                return  # another user came in, or another way out closed it
+            graceful = bool(self._release_close)
+            self._release_close = None
+        close_quietly(self.sock, graceful)
 
     def _wait(self, events: int, deadline: Deadline, use_wake: bool = True) -> int:
         """:func:`wait_fd` on this socket, as one of its users (see the module docstring)."""
-        lock = self.lock
-        with lock:
-            if self._closed:
-                return events  # the caller's next attempt finds it closed
-            self._users += 1
+        if not self._enter():
+            return events  # the caller's next attempt finds it closed
         try:
             return wait_fd(self.fd, events, deadline.remaining_ms(), use_wake)
         finally:
-            with lock:
-                self._users -= 1
-                close = self._users == 0 and self._release_close is not None
-                graceful = bool(self._release_close)
-                if close:
-                    self._release_close = None
-            if close:
-                close_quietly(self.sock, graceful)
+            self._leave()
 
     def error_wait(self, deadline: Deadline) -> int:
         """While not reading (the end of the stream came, or the buffer is full): wait until
@@ -97,6 +147,8 @@ class WaitingTransport(Transport):
         """A worker's (or ctBlocking caller's) read: wait for data at most ``timeout_ms``
         (None: no limit); returns bytes, ``b''`` at the end of the stream, or None (time out,
         woken). Errors raise."""
+        if _DONTWAIT and timeout_ms != 0 and not self.tls:
+            return self._blocking_read(size, timeout_ms)
         deadline = Deadline(timeout_ms)
         while True:
             if self._closed:
@@ -111,6 +163,62 @@ class WaitingTransport(Transport):
                 return data
             if not self._wait(READY_READ, deadline):
                 return None  # the time ran out, or the thread was woken
+
+    def _blocking_read(self, size: int, timeout_ms: Optional[int]) -> Optional[bytes]:
+        """:meth:`read_wait` as one blocking ``recv`` (see the module docstring)."""
+        if timeout_ms is not None and timeout_ms < 0:
+            timeout_ms = None
+        wake = thread_wake()
+        lock = self.lock
+        with lock:  # self._enter(), inlined: this is a worker's hot path
+            if self._closed:
+                return b""
+            self._users += 1
+        try:
+            if not self.fd_blocks:
+                self._let_descriptor_block()
+            if timeout_ms != self.recv_timeout:
+                seconds, ms = divmod(timeout_ms or 0, 1000)  # 0: no limit
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
+                                     struct.pack("@ll", seconds, ms * 1000))
+                self.recv_timeout = timeout_ms
+            if wake is not None:
+                wake.interrupt = self._interrupt_read
+                if wake.signalled:
+                    return None
+            try:
+                data = self.sock.recv(size)
+            except BlockingIOError:  # SO_RCVTIMEO ran out
+                return None
+            if data:
+                self.last_activity = _monotonic()
+            elif wake is not None and wake.signalled:
+                return None  # Terminate shut the read side to end the wait
+            return data
+        finally:
+            if wake is not None:
+                wake.interrupt = None
+            with lock:  # self._leave(), inlined
+                self._users -= 1
+                close = self._users == 0 and self._release_close is not None
+            if close:
+                self._leave_closing()
+
+    def _let_descriptor_block(self) -> None:
+        """From now on reads block; every other call passes MSG_DONTWAIT. Under the lock, so
+        no send of the component's thread is under way with the old stream."""
+        with self.lock:
+            self.stream = PlainStream(self.sock, _DONTWAIT)
+            self._recv = self.stream.recv
+            self.sock.setblocking(True)
+            self.fd_blocks = True
+
+    def _interrupt_read(self) -> None:
+        """End a blocking read now (another thread's Terminate): shut the read side."""
+        try:
+            self.sock.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass  # closed meanwhile: the read has ended anyway
 
     def read_now(self, size: int) -> Optional[bytes]:
         """Read without waiting: bytes, ``b''`` at the end, None when nothing is there."""
@@ -137,8 +245,9 @@ class WaitingTransport(Transport):
         lock = self.lock
         with lock:
             if not self.tx.items and not self.stream.has_output:
-                try:
-                    sent = self.stream.send(view)
+                try:  # a descriptor that blocks: the stream's send, without its extra call
+                    sent = self.sock.send(view, _DONTWAIT) if self.fd_blocks else \
+                        self.stream.send(view)
                 except BlockingIOError:
                     sent = 0
                 self.last_activity = _monotonic()

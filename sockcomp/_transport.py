@@ -8,10 +8,11 @@ socket object (:class:`sockcomp.winsock.CustomWinSocket`), through a handful of 
 ``connect_done(err)``, ``handshake_done()``, ``write_drained()``, ``drop_reached()``,
 ``flush_done()``.
 
-The OS socket is always non-blocking. In the component's thread the transport never waits:
+The OS socket starts non-blocking. In the component's thread the transport never waits:
 reads happen when the pump says the socket is readable, sends queue what the kernel does not
 take and flush it on writability. A thread that may wait (a thread-mode worker, a ctBlocking
-caller) uses the ``*_wait`` methods, which retry after :func:`sockcomp._waits.wait_fd`. Every
+caller) uses the ``*_wait`` methods of :mod:`sockcomp._blocking`, whose reads may make the
+descriptor block, every other call then passing ``MSG_DONTWAIT`` (:class:`PlainStream`). Every
 caller, in any thread, goes through the one :class:`~sockcomp._sendqueue.SendQueue` under the
 one lock, so bytes from different threads never interleave inside a send call.
 
@@ -35,7 +36,8 @@ from ._sendqueue import BLOCKED, DRAINED, DROP_REACHED, RECEIVE_CHUNK, QueuedStr
 from ._tls import HANDSHAKE_DONE, TLSStream
 from .enums import eeConnect, eeDisconnect, eeSend
 
-__all__ = ["Transport", "RECEIVE_CHUNK_MAX", "CLOSE_FLUSH_TIMEOUT_MS", "close_quietly"]
+__all__ = ["Transport", "PlainStream", "RECEIVE_CHUNK_MAX", "CLOSE_FLUSH_TIMEOUT_MS",
+           "close_quietly"]
 
 # Reads start at RECEIVE_CHUNK, below every allocator's large-block threshold, so a small
 # message never pays for a big buffer. A read that comes back full means a bulk transfer: the
@@ -66,14 +68,20 @@ def _prime_allocator() -> None:
 _prime_allocator()
 
 
+#: ``MSG_DONTWAIT`` where the platform has it (0 elsewhere): one call that does not wait, even on
+#: a descriptor that blocks, without a system call to switch the descriptor first.
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+
+
 def close_quietly(sock: socket.socket, graceful: bool) -> None:
     """Close an OS socket. Graceful: first drain unread input, so Linux sends FIN, not RST.
     Abortive: SO_LINGER 0, so the peer sees a reset and queued bytes are dropped."""
     try:
-        sock.setblocking(False)
         if graceful:
+            if not _DONTWAIT:
+                sock.setblocking(False)
             for _ in range(64):
-                if not sock.recv(RECEIVE_CHUNK):
+                if not sock.recv(RECEIVE_CHUNK, _DONTWAIT):
                     break
         else:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
@@ -82,16 +90,25 @@ def close_quietly(sock: socket.socket, graceful: bool) -> None:
     sock.close()
 
 
-class _PlainStream:
-    """The stream of a plain TCP socket: the socket's own calls, nothing held back."""
+class PlainStream:
+    """The stream of a plain TCP socket: the socket's own calls, nothing held back.
+
+    ``flags`` are passed to every ``recv`` and ``send`` (``MSG_DONTWAIT``: never wait, even
+    on a descriptor that blocks)."""
 
     __slots__ = ("sock", "recv", "send")
     has_output = False
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, flags: int = 0) -> None:
         self.sock = sock
-        self.recv = sock.recv
-        self.send = sock.send
+        self.recv: Callable[[int], bytes]
+        self.send: Callable[[Any], int]
+        if flags:
+            self.recv = lambda size: sock.recv(size, flags)
+            self.send = lambda data: sock.send(data, flags)
+        else:
+            self.recv = sock.recv
+            self.send = sock.send
 
     def drain(self) -> bool:
         return True
@@ -121,8 +138,9 @@ class Transport:
                  "_release_close", "_flush_timer")
 
     def __init__(self, sock: socket.socket, protocol: Any, pump: Optional[Pump],
-                 lock: Any, served_by_worker: bool = False) -> None:
-        sock.setblocking(False)
+                 lock: Any, served_by_worker: bool = False, keep_blocking: bool = False) -> None:
+        if not keep_blocking:  # keep_blocking: the subclass passes MSG_DONTWAIT instead
+            sock.setblocking(False)
         self.sock = sock
         self.fd = sock.fileno()
         self.protocol = protocol      # None once released
@@ -130,7 +148,7 @@ class Transport:
         self.pump = pump
         self.lock = lock
         self.tx = SendQueue()
-        self.stream: Any = _PlainStream(sock)
+        self.stream: Any = PlainStream(sock)
         self.tls = False
         self.served_by_worker = served_by_worker
         self.reading = False          # the protocol wants data (pump mode)
@@ -262,12 +280,6 @@ class Transport:
         self.update_interest()
 
     # -- reading (pump) -----------------------------------------------------------------------
-    def _on_ready(self, events: int) -> None:
-        if events == READ:  # the common case: data arrived
-            self.read_ready()
-            return
-        self._on_other_events(events)
-
     def _on_other_events(self, events: int) -> None:
         if events & WRITE:
             self._write()

@@ -16,7 +16,7 @@ import os
 import select
 import threading
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 __all__ = ["WakeUp", "wait_fd", "set_thread_wake", "thread_wake", "READY_READ", "READY_WRITE",
            "Deadline"]
@@ -29,9 +29,19 @@ _local = threading.local()
 
 
 class WakeUp:
-    """A flag another thread can raise to end a wait at once (an eventfd or a pipe)."""
+    """A flag another thread can raise to end a wait at once (an eventfd or a pipe).
+
+    A wait in :func:`wait_fd` watches :attr:`fd`; a thread blocked in a system call that no
+    descriptor can end (a blocking ``recv``) sets :attr:`interrupt` for the time of the call
+    and checks :attr:`signalled` after setting it, so :meth:`set` either finds the callable
+    or the thread finds the flag.
+    """
 
     def __init__(self) -> None:
+        #: True from :meth:`set` until :meth:`clear`.
+        self.signalled = False
+        #: Called by :meth:`set` (from the setting thread) to end the owner's current call.
+        self.interrupt: Optional[Callable[[], None]] = None
         if hasattr(os, "eventfd"):
             self._r = self._w = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         else:  # pragma: no cover - platforms without eventfd
@@ -42,13 +52,18 @@ class WakeUp:
 
     def set(self) -> None:
         """Wake the thread now (and its next wait too, until :meth:`clear`)."""
+        self.signalled = True
         try:
             os.write(self._w, (1).to_bytes(8, "little"))
         except OSError:
             pass  # already signalled (pipe full), or closed
+        interrupt = self.interrupt
+        if interrupt is not None:
+            interrupt()
 
     def clear(self) -> None:
         """Take the signal back (the woken thread has seen it)."""
+        self.signalled = False
         try:
             while os.read(self._r, 64):
                 pass
