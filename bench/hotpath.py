@@ -81,7 +81,8 @@ def main(argv: list[str]) -> int:
     if transport is not None:  # the transport owns the socket: swap its stream
         transport.stream = stand_in
         transport._recv = stand_in.recv
-        on_ready = transport._on_ready
+        # the pump's handler of a connected socket (older trees had a wrapper in front of it)
+        on_ready = getattr(transport, "_on_ready", None) or transport.read_ready
     else:  # before the transport existed, the socket object owned the OS socket
         client._sock = stand_in
         on_ready = client._on_ready

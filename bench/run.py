@@ -648,7 +648,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.cold_too:
         modes.append(("cold", False))
 
-    command = ".venv/bin/python -m bench" + "".join(f" {shlex.quote(a)}" for a in (argv or sys.argv[1:]))
+    command = ".venv/bin/python -m bench" + "".join(
+        f" {shlex.quote(a)}" for a in (argv or sys.argv[1:]))
     exe = build_loadgen()
     info = machine()
     load_before = loadavg()
