@@ -1,4 +1,5 @@
-"""A worker's waiting read is one blocking ``recv`` (plain TCP where ``MSG_DONTWAIT`` exists).
+"""A waiting read (a worker's, a ctBlocking client's) is one blocking ``recv`` (plain TCP where
+``MSG_DONTWAIT`` exists).
 
 What that design must keep, each asserted over real loopback sockets: ``Terminate`` and
 ``Close`` from the component's thread end a read that waits without limit (plain, where the
@@ -20,7 +21,8 @@ from typing import Any
 import pytest
 
 from sockcomp import (
-    ESocketTimeout, ServerClientThread, ServerSocket, WinSocketStream, stThreadBlocking,
+    ClientSocket, ESocketTimeout, ServerClientThread, ServerSocket, WinSocketStream, ctBlocking,
+    stThreadBlocking,
 )
 from tests.test_thread_server import Job, connect, recv_exactly
 from tests.test_tls import certs  # noqa: F401  (the fixture)
@@ -198,3 +200,28 @@ def test_component_thread_never_waits_on_a_descriptor_that_blocks(qtbot, hook):
     assert state["first"] == b"go" and state["second"] == b"end"
     assert hook == []
 
+
+
+def test_a_blocking_clients_read_ends_when_another_thread_closes_it(qtbot, hook):
+    with socket.create_server(("127.0.0.1", 0)) as lst:
+        cli = ClientSocket()
+        cli.ClientType, cli.Address, cli.Port = ctBlocking, "127.0.0.1", lst.getsockname()[1]
+        cli.Open()
+        conn, _ = lst.accept()
+        state: dict[str, Any] = {}
+
+        def reader():
+            state["tid"] = threading.get_native_id()
+            state["got"] = WinSocketStream(cli.Socket, 600_000).Read(100)
+
+        job = Job(reader)
+        qtbot.waitUntil(lambda: "tid" in state and waiting_in_read(state["tid"]), timeout=WAIT)
+        assert cli.Socket._waiter.fd_blocks  # the read blocks in recv
+        t0 = time.monotonic()
+        cli.Close()
+        job.wait(qtbot)
+        took = time.monotonic() - t0
+        conn.close()
+    assert state["got"] == b""
+    assert took < 3
+    assert hook == []
