@@ -27,15 +27,13 @@ from typing import Any, Optional
 from ._pump import READ
 from ._sendqueue import DRAINED
 from ._tls import HANDSHAKE_DONE
-from ._transport import PlainStream, Transport, close_quietly
+from ._transport import DONTWAIT, PlainStream, Transport, close_quietly
 from ._waits import READY_READ, READY_WRITE, Deadline, thread_wake, wait_fd
 
 __all__ = ["WaitingTransport"]
 
 _CONNECT_PENDING = {errno.EINPROGRESS, errno.EALREADY, errno.EAGAIN, errno.EWOULDBLOCK}
 _monotonic = time.monotonic
-#: Non-zero where one call can be made non-blocking on a blocking descriptor.
-_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
 
 
 class WaitingTransport(Transport):
@@ -50,13 +48,12 @@ class WaitingTransport(Transport):
     def __init__(self, sock: socket.socket, protocol: Any, pump: Any, lock: Any,
                  served_by_worker: bool = False) -> None:
         # a worker's accepted socket comes blocking from accept(): keep it so (no system call)
-        blocks = bool(_DONTWAIT) and served_by_worker and sock.gettimeout() is None
+        blocks = bool(DONTWAIT) and served_by_worker and sock.gettimeout() is None
         super().__init__(sock, protocol, pump, lock, served_by_worker, keep_blocking=blocks)
         #: True while reads block in ``recv`` (see the module docstring).
-        self.fd_blocks = blocks
+        self.fd_blocks = False
         if blocks:
-            self.stream = PlainStream(sock, _DONTWAIT)
-            self._recv = self.stream.recv
+            self._reads_block()
         #: The ``SO_RCVTIMEO`` set, in ms (None: no limit, as the OS starts).
         self.recv_timeout: Optional[int] = None
 
@@ -83,17 +80,11 @@ class WaitingTransport(Transport):
         with self.lock:
             self._users -= 1
             close = self._users == 0 and self._release_close is not None
-        if close:
-            self._leave_closing()
-
-    def _leave_closing(self) -> None:
-        """The last user out of a descriptor closed meanwhile: close it now (once)."""
-        with self.lock:
-            if self._users or self._release_close is None:
-                return  # another user came in, or another way out closed it
             graceful = bool(self._release_close)
-            self._release_close = None
-        close_quietly(self.sock, graceful)
+            if close:
+                self._release_close = None
+        if close:
+            close_quietly(self.sock, graceful)
 
     def _wait(self, events: int, deadline: Deadline, use_wake: bool = True) -> int:
         """:func:`wait_fd` on this socket, as one of its users (see the module docstring)."""
@@ -147,7 +138,7 @@ class WaitingTransport(Transport):
         """A worker's (or ctBlocking caller's) read: wait for data at most ``timeout_ms``
         (None: no limit); returns bytes, ``b''`` at the end of the stream, or None (time out,
         woken). Errors raise."""
-        if _DONTWAIT and timeout_ms != 0 and not self.tls:
+        if DONTWAIT and timeout_ms != 0 and not self.tls:
             return self._blocking_read(size, timeout_ms)
         deadline = Deadline(timeout_ms)
         while True:
@@ -169,14 +160,13 @@ class WaitingTransport(Transport):
         if timeout_ms is not None and timeout_ms < 0:
             timeout_ms = None
         wake = thread_wake()
-        lock = self.lock
-        with lock:  # self._enter(), inlined: this is a worker's hot path
-            if self._closed:
-                return b""
-            self._users += 1
+        if not self._enter():
+            return b""
         try:
             if not self.fd_blocks:
-                self._let_descriptor_block()
+                with self.lock:  # no send of another thread is under way meanwhile
+                    self._reads_block()
+                    self.sock.setblocking(True)
             if timeout_ms != self.recv_timeout:
                 seconds, ms = divmod(timeout_ms or 0, 1000)  # 0: no limit
                 self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
@@ -198,20 +188,14 @@ class WaitingTransport(Transport):
         finally:
             if wake is not None:
                 wake.interrupt = None
-            with lock:  # self._leave(), inlined
-                self._users -= 1
-                close = self._users == 0 and self._release_close is not None
-            if close:
-                self._leave_closing()
+            self._leave()
 
-    def _let_descriptor_block(self) -> None:
-        """From now on reads block; every other call passes MSG_DONTWAIT. Under the lock, so
-        no send of the component's thread is under way with the old stream."""
-        with self.lock:
-            self.stream = PlainStream(self.sock, _DONTWAIT)
-            self._recv = self.stream.recv
-            self.sock.setblocking(True)
-            self.fd_blocks = True
+    def _reads_block(self) -> None:
+        """From now on reads may block; every other call passes MSG_DONTWAIT (the caller makes
+        the descriptor block, if it does not yet)."""
+        self.stream = PlainStream(self.sock, DONTWAIT)
+        self._recv = self.stream.recv
+        self.fd_blocks = True
 
     def _interrupt_read(self) -> None:
         """End a blocking read now (another thread's Terminate): shut the read side."""
@@ -245,9 +229,8 @@ class WaitingTransport(Transport):
         lock = self.lock
         with lock:
             if not self.tx.items and not self.stream.has_output:
-                try:  # a descriptor that blocks: the stream's send, without its extra call
-                    sent = self.sock.send(view, _DONTWAIT) if self.fd_blocks else \
-                        self.stream.send(view)
+                try:
+                    sent = self.stream.send(view)
                 except BlockingIOError:
                     sent = 0
                 self.last_activity = _monotonic()

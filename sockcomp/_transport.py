@@ -36,8 +36,8 @@ from ._sendqueue import BLOCKED, DRAINED, DROP_REACHED, RECEIVE_CHUNK, QueuedStr
 from ._tls import HANDSHAKE_DONE, TLSStream
 from .enums import eeConnect, eeDisconnect, eeSend
 
-__all__ = ["Transport", "PlainStream", "RECEIVE_CHUNK_MAX", "CLOSE_FLUSH_TIMEOUT_MS",
-           "close_quietly"]
+__all__ = ["Transport", "PlainStream", "DONTWAIT", "RECEIVE_CHUNK_MAX",
+           "CLOSE_FLUSH_TIMEOUT_MS", "close_quietly"]
 
 # Reads start at RECEIVE_CHUNK, below every allocator's large-block threshold, so a small
 # message never pays for a big buffer. A read that comes back full means a bulk transfer: the
@@ -70,7 +70,7 @@ _prime_allocator()
 
 #: ``MSG_DONTWAIT`` where the platform has it (0 elsewhere): one call that does not wait, even on
 #: a descriptor that blocks, without a system call to switch the descriptor first.
-_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+DONTWAIT: int = getattr(socket, "MSG_DONTWAIT", 0)
 
 
 def close_quietly(sock: socket.socket, graceful: bool) -> None:
@@ -78,10 +78,10 @@ def close_quietly(sock: socket.socket, graceful: bool) -> None:
     Abortive: SO_LINGER 0, so the peer sees a reset and queued bytes are dropped."""
     try:
         if graceful:
-            if not _DONTWAIT:
+            if not DONTWAIT:
                 sock.setblocking(False)
             for _ in range(64):
-                if not sock.recv(RECEIVE_CHUNK, _DONTWAIT):
+                if not sock.recv(RECEIVE_CHUNK, DONTWAIT):
                     break
         else:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\0\0\0\0\0\0\0")
