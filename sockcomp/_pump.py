@@ -43,7 +43,11 @@ ERRORS = 0x008  # == select.EPOLLERR: watch for (and report) an error or a hang-
 _ERR_BITS = 0x008 | 0x010  # EPOLLERR | EPOLLHUP
 _IO_BITS = READ | WRITE
 
-DIRECT_SLOTS = 32  # sockets per thread with notifiers of their own before the epoll takes over
+#: Sockets per thread with notifiers of their own before the epoll takes over. Few, because Qt
+#: polls every enabled notifier on every turn of its loop: an idle one costs ~0.07 µs per turn
+#: (measured: 6.3 µs per wake with none, 8.7 with 32, 10.9 with 64), more than the epoll's
+#: extra ``epoll_wait`` saves once a few of them are idle (docs/benchmarks.md).
+DIRECT_SLOTS = 4
 
 Handler = Callable[[int], None]
 
