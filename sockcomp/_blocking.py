@@ -68,21 +68,29 @@ class WaitingTransport(Transport):
 
     def _enter(self) -> bool:
         """Count the calling thread as a user of the descriptor; False when it is closed."""
-        with self.lock:
+        lock = self.lock
+        lock.acquire()  # not ``with`` here and below: half the cost, once per read or write
+        try:
             if self._closed:
                 return False
             self._users += 1
+        finally:
+            lock.release()
         return True
 
     def _leave(self) -> None:
         """The calling thread stopped using the descriptor: the last user out closes it if a
         close came meanwhile."""
-        with self.lock:
+        lock = self.lock
+        lock.acquire()
+        try:
             self._users -= 1
             close = self._users == 0 and self._release_close is not None
             graceful = bool(self._release_close)
             if close:
                 self._release_close = None
+        finally:
+            lock.release()
         if close:
             close_quietly(self.sock, graceful)
 
@@ -227,7 +235,8 @@ class WaitingTransport(Transport):
         socket was closed meanwhile. Errors raise."""
         n = len(view)
         lock = self.lock
-        with lock:
+        lock.acquire()
+        try:
             if not self.tx.items and not self.stream.has_output:
                 try:
                     sent = self.stream.send(view)
@@ -238,6 +247,8 @@ class WaitingTransport(Transport):
                     return n
                 view = view[sent:]
             item = self.tx.append_all(view if type(buf) is bytes else bytes(view))
+        finally:
+            lock.release()
         deadline = Deadline(timeout_ms)
         while True:
             with lock:

@@ -25,7 +25,16 @@ READY_READ = select.POLLIN | select.POLLPRI
 READY_WRITE = select.POLLOUT
 _HANGUP = select.POLLERR | select.POLLHUP | select.POLLNVAL
 
-_local = threading.local()
+
+
+class _ThreadState(threading.local):
+    """Per-thread state; the class attribute is every thread's default, so reading it never
+    raises (``getattr`` with a default costs an exception where it is missing)."""
+
+    wake: "Optional[WakeUp]" = None
+
+
+_local = _ThreadState()
 
 
 class WakeUp:
@@ -85,7 +94,7 @@ def set_thread_wake(wake: Optional[WakeUp]) -> None:
 
 def thread_wake() -> Optional[WakeUp]:
     """The calling thread's WakeUp, if it has one."""
-    return getattr(_local, "wake", None)
+    return _local.wake
 
 
 class Deadline:
