@@ -44,8 +44,18 @@ class WinSocketStream(io.RawIOBase):
         if Socket.ASyncStyles:
             raise ESocketError("Socket must be in blocking mode")
         self._socket = Socket
-        #: Milliseconds a Read or Write may wait.
-        self.TimeOut = int(TimeOut)
+        self._timeout = self._wait_ms = 0
+        self.TimeOut = TimeOut
+
+    @property
+    def TimeOut(self) -> int:
+        """Milliseconds a Read or Write may wait (a negative value waits not at all)."""
+        return self._timeout
+
+    @TimeOut.setter
+    def TimeOut(self, value: int) -> None:
+        self._timeout = int(value)
+        self._wait_ms = max(self._timeout, 0)  # what the calls use, worked out once
 
     @property
     def Socket(self) -> CustomWinSocket:
@@ -66,7 +76,7 @@ class WinSocketStream(io.RawIOBase):
         if Count <= 0:
             return b""
         try:
-            data = self._socket.read_wait(Count, max(self.TimeOut, 0))
+            data = self._socket.read_wait(Count, self._wait_ms)
         except ESocketError as error:
             raise _io_error("Read", error) from error
         if data is not None:
@@ -82,10 +92,10 @@ class WinSocketStream(io.RawIOBase):
         Raises :class:`ESocketTimeout` when nothing could be written in time; bytes that had
         not gone out when the time ran out are not sent later.
         """
-        if not len(memoryview(Buffer)):
+        if not (Buffer if type(Buffer) is bytes else len(memoryview(Buffer))):
             return 0
         try:
-            written = self._socket.write_wait(Buffer, max(self.TimeOut, 0))
+            written = self._socket.write_wait(Buffer, self._wait_ms)
         except ESocketError as error:
             raise _io_error("Write", error) from error
         if written == 0 and self._socket.Connected:
