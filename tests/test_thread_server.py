@@ -951,6 +951,39 @@ def test_handler_connected_mid_connection_gets_that_connections_later_events(qtb
     assert hook == []
 
 
+def test_handler_disconnected_is_noticed_at_the_next_client(qtbot, servers, hook):
+    """Which events have receivers is asked of Qt once and kept between clients, but a
+    disconnect drops the answer: the next client's events are skipped again."""
+    srv = servers.make()
+    give_echo_threads(srv)
+    srv.Open()
+    port = srv.Socket.LocalPort
+    seen: list[str] = []
+
+    def on_connect(Sender, Socket):
+        seen.append("OnClientConnect")
+
+    def settled() -> bool:
+        return srv.Socket.ActiveConnections == 0 and srv.Socket.IdleThreads == 1
+
+    srv.OnClientConnect.connect(on_connect)
+    calls = spy_synchronizer(srv)
+    for _ in range(2):  # the second client is served from the kept answer
+        assert Job(echo_once, port).wait(qtbot) == b"ping"
+        qtbot.waitUntil(settled, timeout=WAIT)
+    assert seen == ["OnClientConnect"] * 2
+    assert calls.count("_client_event") == 2  # each connect synchronized, nothing else
+
+    srv.OnClientConnect.disconnect(on_connect)
+    calls.clear()
+    for _ in range(2):
+        assert Job(echo_once, port).wait(qtbot) == b"ping"
+        qtbot.waitUntil(settled, timeout=WAIT)
+    assert calls == []
+    assert seen == ["OnClientConnect"] * 2
+    assert hook == []
+
+
 def test_idle_timeout_in_thread_mode_without_handlers_still_closes_the_client(qtbot, servers,
                                                                              hook):
     """OnClientConnect has no receiver, but seConnect still reaches the main thread when the
