@@ -27,9 +27,10 @@ _CLIENT_DISPATCH = {
 }
 
 
-#: The events a stThreadBlocking worker can skip when nobody receives them.
-_WORKER_SIGNALS = ("OnClientConnect", "OnClientWrite", "OnClientDisconnect", "OnThreadStart",
-                   "OnThreadEnd")
+#: The events a stThreadBlocking server skips when nobody receives them: a worker's, which
+#: would cost a Synchronize, and the accept's two, whose emit lets the workers take the GIL.
+_SKIPPABLE_SIGNALS = ("OnClientConnect", "OnClientWrite", "OnClientDisconnect",
+                      "OnThreadStart", "OnThreadEnd", "OnGetSocket", "OnAccept")
 
 
 def _client_event_sink(ref: "weakref.ref[ServerSocket]") -> Callable[[CustomWinSocket, int], None]:
@@ -219,7 +220,15 @@ class ServerSocket(SocketComponent):
                         code: Var[int]) -> None:
         self.OnError.emit(self, socket, event, code)
 
+    def _unreceived(self, name: str) -> bool:
+        """True when Qt said that event ``name`` has no receivers and none came or went since
+        (known in stThreadBlocking mode, see :meth:`_refresh_unhandled`)."""
+        cached = self._unconnected
+        return cached is not None and cached[0] == self._connects and name in cached[1]
+
     def _get_socket(self, handle: int) -> Optional[ServerClientWinSocket]:
+        if self._unreceived("OnGetSocket"):
+            return None
         cell: Var[Optional[ServerClientWinSocket]] = Var(None)
         self.OnGetSocket.emit(self._server, handle, cell)
         value = cell.value
@@ -228,7 +237,8 @@ class ServerSocket(SocketComponent):
         return value
 
     def _accept(self, client: ServerClientWinSocket) -> None:
-        self.OnAccept.emit(self, client)
+        if not self._unreceived("OnAccept"):
+            self.OnAccept.emit(self, client)
         if client.IdleTimeout or (self.UseTLS and client.HandshakeTimeout):
             self._idle.arm()  # the handshake (and a silent client) is watched too
 
@@ -255,8 +265,9 @@ class ServerSocket(SocketComponent):
         if cached is not None and cached[0] == connects:
             unconnected = cached[1]
         else:
-            unconnected = frozenset(name for name in _WORKER_SIGNALS if not self.isSignalConnected(
-                QMetaMethod.fromSignal(getattr(self, name))))
+            unconnected = frozenset(
+                name for name in _SKIPPABLE_SIGNALS
+                if not self.isSignalConnected(QMetaMethod.fromSignal(getattr(self, name))))
             self._unconnected = (connects, unconnected)
 
         emit, dispatch = self._emit, self._dispatch  # dispatch is not emit: a method overrides

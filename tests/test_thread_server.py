@@ -984,6 +984,27 @@ def test_handler_disconnected_is_noticed_at_the_next_client(qtbot, servers, hook
     assert hook == []
 
 
+def test_accept_events_connected_after_clients_were_served_fire_for_the_next(qtbot, servers,
+                                                                            hook):
+    """OnGetSocket and OnAccept are skipped while nobody receives them (thread mode), and a
+    handler connected between clients gets the very next client's events."""
+    srv = servers.make()
+    give_echo_threads(srv)
+    srv.Open()
+    port = srv.Socket.LocalPort
+    seen: list[str] = []
+    for _ in range(2):  # the second accept decides from the kept answer
+        assert Job(echo_once, port).wait(qtbot) == b"ping"
+        qtbot.waitUntil(lambda: srv.Socket.ActiveConnections == 0, timeout=WAIT)
+
+    srv.OnGetSocket.connect(lambda Sender, Socket, ClientSocket: seen.append("OnGetSocket"))
+    srv.OnAccept.connect(lambda Sender, Socket: seen.append("OnAccept"))
+    assert Job(echo_once, port).wait(qtbot) == b"ping"
+    qtbot.waitUntil(lambda: srv.Socket.ActiveConnections == 0, timeout=WAIT)
+    assert seen == ["OnGetSocket", "OnAccept"]
+    assert hook == []
+
+
 def test_idle_timeout_in_thread_mode_without_handlers_still_closes_the_client(qtbot, servers,
                                                                              hook):
     """OnClientConnect has no receiver, but seConnect still reaches the main thread when the
