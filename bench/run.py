@@ -48,7 +48,7 @@ ALL_SERVERS = [NB, AS, OV, TH, "asyncio-protocol", "asyncio-streams", "uvloop-pr
 EXTRA_SERVERS = ["sockcomp-thread-sync"]  # on request (--servers)
 SOCKCOMP_KINDS = [NB, AS, OV, TH, "sockcomp-thread-sync"]  # the kinds --tree adds as KIND@NAME
 THREADED = {TH, "sockcomp-thread-sync", "threading-tcpserver"}
-SCENARIOS = ["ping", "inproc", "bulk", "conc", "conn", "idle"]
+SCENARIOS = ["ping", "inproc", "bulk", "conc", "conn", "idle", "sparse"]
 # kinds with an event loop the in-process client can share (servers.py --inproc)
 INPROC_SERVERS = {NB, AS, OV, "asyncio-protocol", "asyncio-streams", "uvloop-protocol",
                   "uvloop-streams", "qtcp", "raw-notifier"}
@@ -64,6 +64,8 @@ PARAMS = {
     "conn": ({"count": 3000, "inflight": 8}, {"count": 300, "inflight": 8}),
     "idle": ({"idle": 10000, "active": 100, "msgs": 100},
              {"idle": 500, "active": 10, "msgs": 20}),
+    # sparse: one busy client among idle ones, a chat server's shape (each wake has one message)
+    "sparse": ({"idle": 100, "msgs": 10000}, {"idle": 20, "msgs": 1000}),
 }
 
 # metric -> (label, unit, higher is better)
@@ -81,11 +83,20 @@ METRICS = {
     "idle_p50": ("(5) 100 active beside the idle: p50 latency", "us", False),
     "idle_p99": ("(5) 100 active beside the idle: p99 latency", "us", False),
     "idle_rate": ("(5) 100 active beside the idle: throughput", "msgs/s", True),
+    "sparse": ("(6) one client beside 100 idle, 64 B", "round trips/s", True),
+    "sparse_cpu": ("(6) one client beside 100 idle: server CPU per round trip", "us", False),
 }
 
 
 # ------------------------------------------------------------------------------ kinds, trees
 TREES: dict[str, str] = {}  # --tree NAME=PATH: the other sockcomp source trees, by name
+PIN: Optional[int] = None  # --one-core CPU: servers and load generator all run on that CPU
+
+
+def _pinned() -> None:
+    """preexec_fn of every server and load generator process under --one-core."""
+    if PIN is not None:
+        os.sched_setaffinity(0, {PIN})
 
 
 def base_kind(kind: str) -> str:
@@ -179,16 +190,17 @@ class Server:
     """One server process of a kind; started fresh for every measurement (which then runs
     its warm-up and measured passes against this one process)."""
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, wrapper: tuple[str, ...] = ()) -> None:
+        """``wrapper``: a command the server runs under (bench/instructions.py: valgrind)."""
         self.kind = kind
         self.err = tempfile.TemporaryFile()
         for _attempt in range(3):
             self.port = free_port()
             self.proc = subprocess.Popen(
-                [sys.executable, os.path.join(HERE, "servers.py"), base_kind(kind),
+                [*wrapper, sys.executable, os.path.join(HERE, "servers.py"), base_kind(kind),
                  str(self.port)],
                 stdout=subprocess.PIPE, stderr=self.err, text=True, cwd=ROOT,
-                env=server_env(kind))
+                env=server_env(kind), preexec_fn=_pinned)
             line = self.proc.stdout.readline() if self.proc.stdout else ""
             if line.startswith("READY"):
                 fields = line.split()
@@ -220,7 +232,8 @@ class Server:
 
 def loadgen(exe: str, *args: object, timeout: float = 180) -> dict:
     cmd = [exe, *map(str, args)]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                         preexec_fn=_pinned)
     if res.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed: {res.stderr.strip()}")
     return json.loads(res.stdout)
@@ -260,6 +273,7 @@ def measure_inproc(kind: str, n: int, warm: bool, passes: int
     cmd = [sys.executable, os.path.join(HERE, "servers.py"), base_kind(kind), str(free_port()),
            "--inproc", str(n), "--passes", str(total)]
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=180 * total,
+                         preexec_fn=_pinned,
                          env=server_env(kind))
     lines = [json.loads(ln) for ln in res.stdout.splitlines() if ln.startswith("{")]
     if res.returncode != 0 or len(lines) != total:
@@ -298,6 +312,11 @@ def one_pass(exe: str, scenario: str, server: "Server", p: dict) -> Result:
                     server.pid)
         return {"idle_kb": r["value"], "idle_p50": r["p50_us"], "idle_p99": r["p99_us"],
                 "idle_rate": r["active_msg_per_s"]}
+    if scenario == "sparse":
+        cpu0 = cpu_seconds(server.pid, threaded)
+        r = loadgen(exe, "idle", HOST, server.port, p["idle"], 1, p["msgs"], 64, server.pid)
+        return {"sparse": r["active_msg_per_s"],
+                "sparse_cpu": (cpu_seconds(server.pid, threaded) - cpu0) / p["msgs"] * 1e6}
     raise ValueError(scenario)
 
 
@@ -516,6 +535,10 @@ def report(args, p: dict, med: dict, raw: dict, servers: list[str], info: dict,
         "below 1 is sockcomp ahead).",
         "",
     ]
+    if PIN is not None:
+        lines += [f"Every server and the load generator ran on CPU {PIN} alone (`--one-core`): "
+                  "the figures are the work of the pair per message, without the wake-ups "
+                  "across CPUs that the default placement pays.", ""]
     if trees:
         lines += ["Source trees: `sockcomp-*` is this tree, " + ", ".join(
             f"`sockcomp-*@{name}` is {path}" for name, path in trees.items() if name)
@@ -608,6 +631,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--tree", action="append", default=[], metavar="NAME=PATH",
                     help="also run the sockcomp kinds with sockcomp imported from the source "
                          "tree PATH, as KIND@NAME (repeatable): e.g. before=/work/before")
+    ap.add_argument("--one-core", type=int, default=None, metavar="CPU",
+                    help="run every server and the load generator on CPU alone (taskset): "
+                         "the work of the pair per message, without cross-CPU wake-ups")
     ap.add_argument("--out", default=None,
                     help="markdown report path (default docs/benchmarks.md; not with --quick)")
     ap.add_argument("--no-write", action="store_true", help="print only")
@@ -621,6 +647,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         ap.error("--passes needs the warm mode (not --cold)")
     TREES.clear()
     TREES.update(parse_trees(ap, args.tree))
+    global PIN
+    PIN = args.one_core
+    if PIN is not None and PIN not in os.sched_getaffinity(0):
+        ap.error(f"--one-core {PIN}: no such CPU available to this process")
     scenarios = [s for s in args.only.split(",") if s]
     for s in scenarios:
         if s not in SCENARIOS:
