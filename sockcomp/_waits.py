@@ -26,12 +26,11 @@ READY_WRITE = select.POLLOUT
 _HANGUP = select.POLLERR | select.POLLHUP | select.POLLNVAL
 
 
-
 class _ThreadState(threading.local):
     """Per-thread state; the class attribute is every thread's default, so reading it never
     raises (``getattr`` with a default costs an exception where it is missing)."""
 
-    wake: "Optional[WakeUp]" = None
+    wake: Optional[WakeUp] = None
 
 
 _local = _ThreadState()

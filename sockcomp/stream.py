@@ -44,7 +44,6 @@ class WinSocketStream(io.RawIOBase):
         if Socket.ASyncStyles:
             raise ESocketError("Socket must be in blocking mode")
         self._socket = Socket
-        self._timeout = self._wait_ms = 0
         self.TimeOut = TimeOut
 
     @property
