@@ -181,16 +181,20 @@ class Lifecycle:
     a callback that captured it knows whether it still talks about the current one.
     ``prior`` is the last phase before the connection began to end (FAILED, DISCONNECTING).
     ``allow_half_close`` chooses what the peer's FIN does in CONNECTED: OnHalfClose and
-    HALF_CLOSED, or OnDisconnect.
+    HALF_CLOSED, or OnDisconnect. ``connected`` is the VCL's ``Connected``, worked out at each
+    step rather than at each question (a worker's loop asks once per message).
     """
 
-    __slots__ = ("phase", "prior", "generation", "allow_half_close")
+    __slots__ = ("phase", "prior", "generation", "allow_half_close", "connected")
 
-    def __init__(self, phase: Phase = _CLOSED) -> None:
+    def __init__(self, phase: Phase = _CLOSED, prior: Phase = _CLOSED) -> None:
         self.phase = phase
-        self.prior = _CLOSED
+        self.prior = prior
         self.generation = 0
         self.allow_half_close = False
+        #: A connection (or a listener) is up: a phase of CONNECTED_PHASES, or ending from one.
+        self.connected = (prior if phase is _FAILED or phase is _DISCONNECTING else phase) \
+            in CONNECTED_PHASES
 
     def step(self, what: Input) -> Optional[int]:
         """Apply ``what``; returns the SocketEvent to fire (or None). Raises LifecycleError."""
@@ -198,17 +202,20 @@ class Lifecycle:
         if what is _PEER_FIN and phase is _CONNECTED:
             if self.allow_half_close:
                 self.phase = _HALF_CLOSED
-                return seHalfClose
+                return seHalfClose  # still connected
             self.prior = phase
             self.phase = _DISCONNECTING
-            return seDisconnect
+            return seDisconnect  # still connected (inside OnDisconnect too, as the VCL)
         try:
             target, event = TRANSITIONS[(phase, what)]
         except KeyError:
             raise LifecycleError(f"{what.name} is not allowed in {phase.name}") from None
-        if (target is _FAILED or target is _DISCONNECTING) and \
-                phase is not _FAILED and phase is not _DISCONNECTING:
-            self.prior = phase
+        if target is _FAILED or target is _DISCONNECTING:
+            if phase is not _FAILED and phase is not _DISCONNECTING:
+                self.prior = phase
+            self.connected = self.prior in CONNECTED_PHASES
+        else:
+            self.connected = target in CONNECTED_PHASES
         if what is _OPEN or what is _ACCEPT or what is _LISTEN:
             self.generation += 1
         self.phase = target
@@ -218,14 +225,6 @@ class Lifecycle:
         """Whether :meth:`step` would accept ``what`` now."""
         return (what is _PEER_FIN and self.phase is _CONNECTED) or \
             (self.phase, what) in TRANSITIONS
-
-    @property
-    def connected(self) -> bool:
-        """The VCL's ``Connected``: a connection (or a listener) is up."""
-        phase = self.phase
-        if phase is _FAILED or phase is _DISCONNECTING:
-            phase = self.prior
-        return phase in CONNECTED_PHASES
 
     @property
     def live(self) -> bool:

@@ -51,8 +51,7 @@ def _id(pair: tuple[Phase, Input]) -> str:
 
 
 def at(phase: Phase, prior: Phase = SENTINEL_PRIOR, half_close: bool = False) -> Lifecycle:
-    life = Lifecycle(phase)
-    life.prior = prior
+    life = Lifecycle(phase, prior)
     life.allow_half_close = half_close
     return life
 
@@ -441,10 +440,10 @@ class LifecycleMachine(RuleBasedStateMachine):
         if life.allows(what):
             self.apply(what)
             return
-        before = (life.phase, life.prior, life.generation)
+        before = (life.phase, life.prior, life.generation, life.connected)
         with pytest.raises(LifecycleError):
             life.step(what)
-        assert (life.phase, life.prior, life.generation) == before
+        assert (life.phase, life.prior, life.generation, life.connected) == before
 
     @invariant()
     def phase_is_a_phase(self) -> None:
