@@ -28,7 +28,7 @@ from ._pump import READ
 from ._sendqueue import DRAINED
 from ._tls import HANDSHAKE_DONE
 from ._transport import DONTWAIT, PlainStream, Transport, close_quietly
-from ._waits import READY_READ, READY_WRITE, Deadline, thread_wake, wait_fd
+from ._waits import READY_READ, READY_WRITE, Deadline, thread_state, wait_fd
 
 __all__ = ["WaitingTransport"]
 
@@ -145,31 +145,24 @@ class WaitingTransport(Transport):
     def read_wait(self, size: int, timeout_ms: Optional[int]) -> Optional[bytes]:
         """A worker's (or ctBlocking caller's) read: wait for data at most ``timeout_ms``
         (None: no limit); returns bytes, ``b''`` at the end of the stream, or None (time out,
-        woken). Errors raise."""
-        if DONTWAIT and timeout_ms != 0 and not self.tls:
-            return self._blocking_read(size, timeout_ms)
-        deadline = Deadline(timeout_ms)
-        while True:
-            if self._closed:
-                return b""
-            try:
-                data = self._recv(size)
-            except BlockingIOError:
-                pass
-            else:
-                if data:
-                    self.last_activity = _monotonic()
-                return data
-            if not self._wait(READY_READ, deadline):
-                return None  # the time ran out, or the thread was woken
+        woken). Errors raise.
 
-    def _blocking_read(self, size: int, timeout_ms: Optional[int]) -> Optional[bytes]:
-        """:meth:`read_wait` as one blocking ``recv`` (see the module docstring)."""
+        Where it can (see the module docstring) this is one blocking ``recv``, all in this one
+        method: it runs once per message in every worker, so it calls no helper of its own.
+        """
+        if not DONTWAIT or timeout_ms == 0 or self.tls:
+            return self._polling_read(size, timeout_ms)
         if timeout_ms is not None and timeout_ms < 0:
             timeout_ms = None
-        wake = thread_wake()
-        if not self._enter():
-            return b""
+        wake = thread_state.wake
+        lock = self.lock
+        lock.acquire()  # _enter(), written out
+        try:
+            if self._closed:
+                return b""
+            self._users += 1
+        finally:
+            lock.release()
         try:
             if not self.fd_blocks:
                 with self.lock:  # no send of another thread is under way meanwhile
@@ -197,6 +190,24 @@ class WaitingTransport(Transport):
             if wake is not None:
                 wake.interrupt = None
             self._leave()
+
+    def _polling_read(self, size: int, timeout_ms: Optional[int]) -> Optional[bytes]:
+        """:meth:`read_wait` as non-blocking ``recv`` calls and waits for readiness (TLS, a
+        zero time limit, platforms without ``MSG_DONTWAIT``)."""
+        deadline = Deadline(timeout_ms)
+        while True:
+            if self._closed:
+                return b""
+            try:
+                data = self._recv(size)
+            except BlockingIOError:
+                pass
+            else:
+                if data:
+                    self.last_activity = _monotonic()
+                return data
+            if not self._wait(READY_READ, deadline):
+                return None  # the time ran out, or the thread was woken
 
     def _reads_block(self) -> None:
         """From now on reads may block; every other call passes MSG_DONTWAIT (the caller makes
@@ -229,24 +240,35 @@ class WaitingTransport(Transport):
             return True
         return bool(self._wait(READY_READ, Deadline(timeout_ms)))
 
-    def send_wait(self, buf: Any, view: memoryview, timeout_ms: Optional[int]) -> int:
-        """A waiting writer (worker, ctBlocking): queue all of ``view`` and wait until it went
-        out, at most ``timeout_ms``; returns the bytes that went (or will go) out, 0 when the
-        socket was closed meanwhile. Errors raise."""
-        n = len(view)
+    def send_wait(self, buf: Any, view: Optional[memoryview], timeout_ms: Optional[int]) -> int:
+        """A waiting writer (worker, ctBlocking): queue all of ``view`` (None: all of ``buf``,
+        which is ``bytes``) and wait until it went out, at most ``timeout_ms``; returns the
+        bytes that went (or will go) out, 0 when the socket was closed meanwhile. Errors raise.
+
+        The first attempt, which sends everything in the common case, is written out here (a
+        worker's every reply runs it), with no memoryview of a ``bytes`` reply until a part of
+        it is left over.
+        """
+        data: Any = buf if view is None else view
+        n = len(data)
         lock = self.lock
         lock.acquire()
         try:
             if not self.tx.items and not self.stream.has_output:
                 try:
-                    sent = self.stream.send(view)
+                    if self.fd_blocks:  # plain TCP; the stream would add a call per send
+                        sent = self.sock.send(data, DONTWAIT)
+                    else:
+                        sent = self.stream.send(data)
                 except BlockingIOError:
                     sent = 0
                 self.last_activity = _monotonic()
                 if sent == n:
                     return n
-                view = view[sent:]
-            item = self.tx.append_all(view if type(buf) is bytes else bytes(view))
+            else:
+                sent = 0
+            rest = memoryview(data)[sent:]
+            item = self.tx.append_all(rest if type(buf) is bytes else bytes(rest))
         finally:
             lock.release()
         deadline = Deadline(timeout_ms)
@@ -261,7 +283,7 @@ class WaitingTransport(Transport):
             # the time ran out, or the thread is being terminated: take back what is left
             if not self._wait(READY_WRITE, deadline):
                 with lock:
-                    return n - len(view) + self.tx.withdraw(item, len(view))
+                    return n - len(rest) + self.tx.withdraw(item, len(rest))
 
 
 def _so_error(sock: socket.socket) -> int:

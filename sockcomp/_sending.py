@@ -170,11 +170,16 @@ class SendSide(Connection):
         """Send all of ``buf``, waiting at most ``timeout_ms``; returns the bytes that went
         out (what had not when the time ran out is taken back). An error is OnError(eeSend),
         OnDisconnect, then raised."""
-        view = memoryview(buf)
-        if view.format != "B" or view.ndim != 1:
-            view = view.cast("B")
+        view: Optional[memoryview] = None
+        if type(buf) is bytes:  # the common reply: no view needed to send it whole
+            n = len(buf)
+        else:
+            view = memoryview(buf)
+            if view.format != "B" or view.ndim != 1:
+                view = view.cast("B")
+            n = len(view)
         w = self._waiter
-        if w is None or self._life.phase not in SEND_PHASES or not len(view):
+        if w is None or self._life.phase not in SEND_PHASES or not n:
             return 0
         try:
             return w.send_wait(buf, view, timeout_ms)

@@ -18,8 +18,8 @@ import threading
 import time
 from typing import Callable, Optional
 
-__all__ = ["WakeUp", "wait_fd", "set_thread_wake", "thread_wake", "READY_READ", "READY_WRITE",
-           "Deadline"]
+__all__ = ["WakeUp", "wait_fd", "set_thread_wake", "thread_wake", "thread_state", "READY_READ",
+           "READY_WRITE", "Deadline"]
 
 READY_READ = select.POLLIN | select.POLLPRI
 READY_WRITE = select.POLLOUT
@@ -33,7 +33,9 @@ class _ThreadState(threading.local):
     wake: Optional[WakeUp] = None
 
 
-_local = _ThreadState()
+#: The calling thread's state: ``thread_state.wake`` is :func:`thread_wake` without the call,
+#: for the read that runs once per message in every worker. Set it with :func:`set_thread_wake`.
+thread_state = _ThreadState()
 
 
 class WakeUp:
@@ -88,12 +90,12 @@ class WakeUp:
 
 def set_thread_wake(wake: Optional[WakeUp]) -> None:
     """Make ``wake`` end the calling thread's waits (None: no such flag)."""
-    _local.wake = wake
+    thread_state.wake = wake
 
 
 def thread_wake() -> Optional[WakeUp]:
     """The calling thread's WakeUp, if it has one."""
-    return _local.wake
+    return thread_state.wake
 
 
 class Deadline:
