@@ -18,8 +18,8 @@ import threading
 import time
 from typing import Callable, Optional
 
-__all__ = ["WakeUp", "wait_fd", "set_thread_wake", "thread_wake", "thread_state", "READY_READ",
-           "READY_WRITE", "Deadline"]
+__all__ = ["WakeUp", "Doorbell", "wait_fd", "set_thread_wake", "thread_wake", "thread_state",
+           "READY_READ", "READY_WRITE", "Deadline"]
 
 READY_READ = select.POLLIN | select.POLLPRI
 READY_WRITE = select.POLLOUT
@@ -86,6 +86,34 @@ class WakeUp:
                 os.close(fd)
             except OSError:
                 pass
+
+
+class Doorbell:
+    """Lets one waiting thread through once per ring: :meth:`ring` (any thread, as often as
+    it likes) opens the door, :meth:`wait` blocks until it is open and closes it again.
+
+    It is :class:`threading.Event`'s ``set`` / ``wait`` + ``clear`` as one lock: a lock held
+    means closed. The Event's Condition takes a lock for each of the three calls and makes a
+    fourth for every wait; a server hands each connection to a cached worker this way, and
+    those lock hand-overs between the two threads were system calls per connection.
+    """
+
+    __slots__ = ("_closed",)
+
+    def __init__(self) -> None:
+        self._closed = threading.Lock()
+        self._closed.acquire()
+
+    def ring(self) -> None:
+        """Open the door (a no-op while it is open)."""
+        try:
+            self._closed.release()
+        except RuntimeError:
+            pass  # open already: one ring lets one wait through
+
+    def wait(self) -> None:
+        """Block until the door is open, then close it behind this thread."""
+        self._closed.acquire()
 
 
 def set_thread_wake(wake: Optional[WakeUp]) -> None:

@@ -18,7 +18,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Optional, Protocol
 
-from ._waits import WakeUp, set_thread_wake
+from ._waits import Doorbell, WakeUp, set_thread_wake
 from .errors import HandleException as _hook_exception
 from .var import Var
 
@@ -143,7 +143,7 @@ class ServerClientThread(threading.Thread):
         super().__init__(name=f"sockcomp-client-{ClientSocket.SocketHandle}", daemon=True)
         self._server: _Server = server
         self._client: Optional[ServedClient] = None
-        self._activated = threading.Event()
+        self._activated = Doorbell()  # rung by ReActivate and Terminate
         self._terminated = False
         self._idle = False
         self._wake = WakeUp()
@@ -174,7 +174,7 @@ class ServerClientThread(threading.Thread):
     def Terminate(self) -> None:
         """Ask the thread to finish: sets Terminated and ends its waits on the network."""
         self._terminated = True
-        self._activated.set()
+        self._activated.ring()
         self._wake.set()
 
     def Resume(self) -> None:
@@ -194,7 +194,7 @@ class ServerClientThread(threading.Thread):
         if cls.Error is not ServerClientThread.Error:
             ClientSocket._error_sink = lambda socket, event, code: self.Error(event, code)
         self._server.threads.register(self)
-        self._activated.set()
+        self._activated.ring()
 
     def Event(self, SocketEvent: int) -> None:
         """An event of the connection served (``TServerClientThread.Event``), in the thread
@@ -239,7 +239,6 @@ class ServerClientThread(threading.Thread):
         """Wait until the server hands this thread a connection (``TServerClientThread.
         StartConnect``); False when terminated instead. Called by the thread body."""
         self._activated.wait()
-        self._activated.clear()
         return not self._terminated and self._client is not None
 
     def EndConnect(self) -> bool:

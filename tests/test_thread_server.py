@@ -24,6 +24,7 @@ from sockcomp import (
     ESocketError, ServerClientThread, ServerClientWinSocket, ServerSocket, ServerWinSocket, Var,
     WinSocketStream, stThreadBlocking,
 )
+from sockcomp._waits import Doorbell
 from tests.util import EventLog
 
 WAIT = 5000
@@ -1021,3 +1022,34 @@ def test_idle_timeout_in_thread_mode_without_handlers_still_closes_the_client(qt
     assert Job(idle_client, srv.Socket.LocalPort).wait(qtbot) == b""
     qtbot.waitUntil(lambda: srv.Socket.ActiveConnections == 0, timeout=WAIT)
     assert [getattr(e, "ErrorCode", None) for e in hook] == [10060]  # unhandled OnClientError
+
+
+# -- the doorbell a server rings to hand a cached worker its next connection -----------------
+
+def test_a_doorbell_lets_one_wait_through_per_ring_however_often_it_rang() -> None:
+    bell = Doorbell()
+    bell.ring()
+    bell.ring()  # open already: no error, and still one wait only
+    bell.wait()
+    second = threading.Thread(target=bell.wait, daemon=True)
+    second.start()
+    second.join(0.2)
+    assert second.is_alive()  # the door closed behind the first wait
+    bell.ring()
+    second.join(WAIT / 1000)
+    assert not second.is_alive()
+
+
+def test_a_doorbell_rung_from_another_thread_wakes_the_waiter() -> None:
+    bell = Doorbell()
+    woke = threading.Event()
+
+    def waiter() -> None:
+        bell.wait()
+        woke.set()
+
+    t = threading.Thread(target=waiter, daemon=True)
+    t.start()
+    threading.Thread(target=bell.ring, daemon=True).start()
+    assert woke.wait(WAIT / 1000)
+    t.join(WAIT / 1000)
