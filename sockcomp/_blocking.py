@@ -92,7 +92,7 @@ class WaitingTransport(Transport):
         finally:
             lock.release()
         if close:
-            close_quietly(self.sock, graceful)
+            close_quietly(self.sock, graceful, drain=not self.peer_finished)
 
     def _wait(self, events: int, deadline: Deadline, use_wake: bool = True) -> int:
         """:func:`wait_fd` on this socket, as one of its users (see the module docstring)."""
@@ -185,6 +185,8 @@ class WaitingTransport(Transport):
                 self.last_activity = _monotonic()
             elif wake is not None and wake.signalled:
                 return None  # Terminate shut the read side to end the wait
+            else:
+                self.note_end_of_stream()
             return data
         finally:
             if wake is not None:
@@ -205,6 +207,8 @@ class WaitingTransport(Transport):
             else:
                 if data:
                     self.last_activity = _monotonic()
+                else:
+                    self.note_end_of_stream()
                 return data
             if not self._wait(READY_READ, deadline):
                 return None  # the time ran out, or the thread was woken
@@ -218,10 +222,7 @@ class WaitingTransport(Transport):
 
     def _interrupt_read(self) -> None:
         """End a blocking read now (another thread's Terminate): shut the read side."""
-        try:
-            self.sock.shutdown(socket.SHUT_RD)
-        except OSError:
-            pass  # closed meanwhile: the read has ended anyway
+        self.shut_read()
 
     def read_now(self, size: int) -> Optional[bytes]:
         """Read without waiting: bytes, ``b''`` at the end, None when nothing is there."""
@@ -231,6 +232,8 @@ class WaitingTransport(Transport):
             return None
         if data:
             self.last_activity = _monotonic()
+        else:
+            self.note_end_of_stream()
         return data
 
     def readable_wait(self, timeout_ms: Optional[int]) -> bool:

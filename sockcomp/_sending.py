@@ -154,10 +154,7 @@ class SendSide(Connection):
         if how in (socket.SHUT_RD, socket.SHUT_RDWR):
             self._reading_stopped = True
             t.pause_reading()
-            try:
-                t.sock.shutdown(socket.SHUT_RD)
-            except OSError:
-                pass
+            t.shut_read()
         if how in (socket.SHUT_WR, socket.SHUT_RDWR) and not t.tx.shutdown_queued:
             t.shutdown_write()
             with self._mutex:

@@ -73,11 +73,15 @@ _prime_allocator()
 DONTWAIT: int = getattr(socket, "MSG_DONTWAIT", 0)
 
 
-def close_quietly(sock: socket.socket, graceful: bool) -> None:
-    """Close an OS socket. Graceful: first drain unread input, so Linux sends FIN, not RST.
+def close_quietly(sock: socket.socket, graceful: bool, drain: bool = True) -> None:
+    """Close an OS socket. Graceful: first drain unread input, so Linux sends FIN, not RST
+    (``drain=False``: the peer's end of stream was read, there is nothing to drain).
     Abortive: SO_LINGER 0, so the peer sees a reset and queued bytes are dropped."""
     try:
         if graceful:
+            if not drain:
+                sock.close()
+                return
             if not DONTWAIT:
                 sock.setblocking(False)
             for _ in range(64):
@@ -135,7 +139,7 @@ class Transport:
                  "served_by_worker", "reading", "watch_errors", "last_activity", "batch",
                  "_recv", "read_size", "_handshake_want", "handshake_started", "_mask",
                  "_registered", "_flush_posted", "_users", "owner_thread", "_closed",
-                 "_release_close", "_flush_timer")
+                 "_release_close", "_flush_timer", "read_shut", "peer_finished")
 
     def __init__(self, sock: socket.socket, protocol: Any, pump: Optional[Pump],
                  lock: Any, served_by_worker: bool = False, keep_blocking: bool = False) -> None:
@@ -169,6 +173,12 @@ class Transport:
         self._closed = False
         self._release_close: Optional[bool] = None  # close when the last waiter leaves
         self._flush_timer: Any = None
+        #: This side shut its reading down (:meth:`shut_read`): an end of stream read since
+        #: may be ours, not the peer's.
+        self.read_shut = False
+        #: A plain read returned the end of the peer's stream: nothing can arrive after it, so
+        #: a graceful close need not drain unread input first (one system call per connection).
+        self.peer_finished = False
 
     # -- registration ---------------------------------------------------------------------
     def register(self, handler: Optional[Callable[[int], None]] = None, mask: int = 0) -> None:
@@ -307,6 +317,7 @@ class Transport:
             return
         if not data:
             self.reading = False
+            self.note_end_of_stream()
             protocol = self.protocol
             if protocol is not None:
                 protocol.eof_received()  # usually ends the connection: no watch to change then
@@ -333,6 +344,20 @@ class Transport:
             if self.tls and self.reading and self.stream.pending():
                 assert self.pump is not None
                 self.pump.call_soon(self.read_ready)  # OpenSSL holds more than the kernel shows
+
+    def note_end_of_stream(self) -> None:
+        """A read returned the end of the stream: the peer's FIN, unless TLS (its end is not
+        the kernel's) or this side shut reading down or closed."""
+        if not self.tls and not self.read_shut and not self._closed:
+            self.peer_finished = True
+
+    def shut_read(self) -> None:
+        """Shut the read side down (ends a blocked read in another thread); errors ignored."""
+        self.read_shut = True
+        try:
+            self.sock.shutdown(socket.SHUT_RD)
+        except OSError:
+            pass  # closed meanwhile: nothing is read any more anyway
 
     def _check_error(self) -> None:
         """The pump saw an error or hang-up while reading is off: end the connection now if the
@@ -506,10 +531,7 @@ class Transport:
                 assert self.pump is not None
                 self.pump.call_soon_threadsafe(self._flush_in_background)
             if self._users:  # wake a worker blocked in a read; the writer side stays open
-                try:
-                    self.sock.shutdown(socket.SHUT_RD)
-                except OSError:
-                    pass
+                self.shut_read()
             return True
         self._close(graceful)
         return False
@@ -558,13 +580,14 @@ class Transport:
         with self.lock:
             self.tx.discard()
         if self._users:  # a thread waits on this socket: wake it; the last one out closes
+            self.read_shut = True
             try:
                 self.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
             self._release_close = graceful
             return
-        close_quietly(self.sock, graceful)
+        close_quietly(self.sock, graceful, drain=not self.peer_finished)
 
     @property
     def closed(self) -> bool:

@@ -1,0 +1,160 @@
+"""A graceful close first reads what the peer sent and nobody read, so the peer gets FIN, not
+a reset. Once the peer's own end of stream has been read there is nothing left to read, and
+the close skips that read (one system call per connection, in a worker also a hand-over of
+the GIL).
+
+Asserted over loopback for the non-blocking and the thread-blocking server, plain and TLS:
+the close after the peer's FIN skips the read (plain only: a TLS end is not the kernel's);
+a close that comes first still reads, and the peer still sees FIN with unread bytes left; and
+an end of stream this side caused (its own shutdown of reading) never counts as the peer's.
+"""
+from __future__ import annotations
+
+import socket
+import threading
+from typing import Any
+
+import pytest
+
+from sockcomp import ServerClientThread, ServerSocket, WinSocketStream
+from sockcomp import _blocking, _transport
+from tests.test_thread_server import Job
+from tests.test_tls import certs  # noqa: F401  (the fixture)
+from tests.test_worker_reads import peer, thread_server
+
+WAIT = 5000
+
+
+@pytest.fixture
+def closes(monkeypatch) -> list[tuple[bool, bool]]:
+    """(graceful, drain) of every OS socket a transport closes."""
+    seen: list[tuple[bool, bool]] = []
+    real = _transport.close_quietly
+
+    def spy(sock: socket.socket, graceful: bool, drain: bool = True) -> None:
+        seen.append((graceful, drain))
+        real(sock, graceful, drain)
+
+    monkeypatch.setattr(_transport, "close_quietly", spy)
+    monkeypatch.setattr(_blocking, "close_quietly", spy)
+    return seen
+
+
+class EchoThread(ServerClientThread):
+    """The Delphi idiom: read, echo, close at the end of the stream."""
+
+    def ClientExecute(self) -> None:
+        sock = self.ClientSocket
+        stream = WinSocketStream(sock, WAIT)
+        while not self.Terminated and sock.Connected:
+            data = stream.Read(4096)
+            if not data:
+                sock.Close()
+                return
+            stream.Write(data)
+
+
+class FirstByteThread(ServerClientThread):
+    """Reads one byte, then closes with the rest unread."""
+
+    def ClientExecute(self) -> None:
+        sock = self.ClientSocket
+        WinSocketStream(sock, WAIT).Read(1)
+        sock.Close()
+
+
+def server(mode: str, files: Any, thread_class: type) -> ServerSocket:
+    if mode == "thread":
+        srv = thread_server([], thread_class, files)
+    else:
+        srv = ServerSocket()
+        srv.Address, srv.Port = "127.0.0.1", 0
+        if files is not None:
+            srv.UseTLS, srv.TLSCertFile, srv.TLSKeyFile = True, files["cert"], files["key"]
+    return srv
+
+
+def finished(srv: ServerSocket) -> bool:
+    return srv.Socket.ActiveConnections == 0
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+@pytest.mark.parametrize("mode", ["nonblocking", "thread"])
+def test_the_close_after_the_peers_fin_reads_nothing_more(qtbot, certs, hook, closes,  # noqa: F811
+                                                          mode, tls):
+    files = certs if tls else None
+    srv = server(mode, files, EchoThread)
+    if mode == "nonblocking":
+        srv.OnClientRead.connect(lambda Sender, Socket: Socket.SendBuf(Socket.ReceiveBytes()))
+    srv.Open()
+    try:
+        def talk() -> bytes:  # in a thread: the TLS handshake needs the loop running
+            client = peer(srv.Socket.LocalPort, files)
+            client.sendall(b"ping")
+            echo = client.recv(16)
+            client.close()  # FIN (TLS: no close_notify first, as many peers do)
+            return echo
+
+        assert Job(talk).wait(qtbot) == b"ping"
+        qtbot.waitUntil(lambda: finished(srv) and len(closes) == 1, timeout=WAIT)
+        graceful, drain = closes[0]
+        if tls:
+            assert drain  # the TLS layer's end is not the kernel's: read what is left
+        else:
+            assert (graceful, drain) == (True, False)
+    finally:
+        srv.Close()
+    assert hook == []
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+@pytest.mark.parametrize("mode", ["nonblocking", "thread"])
+def test_a_close_before_the_peers_fin_still_reads_what_is_left(qtbot, certs, hook,  # noqa: F811
+                                                               closes, mode, tls):
+    files = certs if tls else None
+    srv = server(mode, files, FirstByteThread)
+    if mode == "nonblocking":
+        srv.OnClientRead.connect(lambda Sender, Socket: Socket.Close())
+    srv.Open()
+    try:
+        def talk() -> bytes:
+            client = peer(srv.Socket.LocalPort, files)
+            try:
+                client.sendall(b"ab")  # the server reads at most "a", then closes
+                return client.recv(16)  # b"" is FIN; a reset raises
+            finally:
+                client.close()
+
+        # the peer sees an orderly end, not a reset, although it sent unread bytes
+        assert Job(talk).wait(qtbot) == b""
+        qtbot.waitUntil(lambda: finished(srv) and len(closes) == 1, timeout=WAIT)
+        assert closes == [(True, True)]
+    finally:
+        srv.Close()
+    assert hook == []
+
+
+def test_an_end_of_stream_after_shutting_reading_down_is_not_the_peers() -> None:
+    a, b = socket.socketpair()
+    try:
+        t = _transport.Transport(a, None, None, threading.RLock())
+        t.shut_read()
+        assert a.recv(16) == b""  # our own shutdown, though b never sent FIN
+        t.note_end_of_stream()
+        assert not t.peer_finished  # (TCP data sent after it would still arrive: read it)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_the_peers_end_of_stream_counts() -> None:
+    a, b = socket.socketpair()
+    try:
+        t = _transport.Transport(a, None, None, threading.RLock())
+        b.shutdown(socket.SHUT_WR)
+        b.close()
+        assert a.recv(16) == b""
+        t.note_end_of_stream()
+        assert t.peer_finished
+    finally:
+        a.close()
