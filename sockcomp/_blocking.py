@@ -147,8 +147,9 @@ class WaitingTransport(Transport):
         (None: no limit); returns bytes, ``b''`` at the end of the stream, or None (time out,
         woken). Errors raise.
 
-        Where it can (see the module docstring) this is one blocking ``recv``, all in this one
-        method: it runs once per message in every worker, so it calls no helper of its own.
+        Where it can (see the module docstring) this is one blocking ``recv``, written out in
+        this method: it runs once per message in every worker, so the path that returns data
+        calls no helper but ``_leave``.
         """
         if not DONTWAIT or timeout_ms == 0 or self.tls:
             return self._polling_read(size, timeout_ms)

@@ -579,14 +579,17 @@ class Transport:
                 self.pump.call_soon_threadsafe(self.pump.unregister, self.fd)
         with self.lock:
             self.tx.discard()
-        if self._users:  # a thread waits on this socket: wake it; the last one out closes
-            self.read_shut = True
-            try:
-                self.sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            self._release_close = graceful
-            return
+            # A thread waits on this socket: wake it, and the last one out closes. Decided
+            # under the lock a waiter takes to leave, so it either sees the close due or is
+            # still inside; and the shutdown comes first, while the descriptor is surely open.
+            if self._users:
+                self.read_shut = True
+                self._release_close = graceful
+                try:
+                    self.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                return
         close_quietly(self.sock, graceful, drain=not self.peer_finished)
 
     @property

@@ -6,7 +6,10 @@ the GIL).
 Asserted over loopback for the non-blocking and the thread-blocking server, plain and TLS:
 the close after the peer's FIN skips the read (plain only: a TLS end is not the kernel's);
 a close that comes first still reads, and the peer still sees FIN with unread bytes left; and
-an end of stream this side caused (its own shutdown of reading) never counts as the peer's.
+an end of stream this side caused (its own shutdown of reading, also the one that wakes a
+worker's blocked read while a graceful close flushes) never counts as the peer's. And the
+descriptor a waiting thread holds is closed whichever of the close and the waiter's leaving
+comes second.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import pytest
 
 from sockcomp import ServerClientThread, ServerSocket, WinSocketStream
 from sockcomp import _blocking, _transport
+from sockcomp._blocking import WaitingTransport
 from tests.test_thread_server import Job
 from tests.test_tls import certs  # noqa: F401  (the fixture)
 from tests.test_worker_reads import peer, thread_server
@@ -158,3 +162,72 @@ def test_the_peers_end_of_stream_counts() -> None:
         assert t.peer_finished
     finally:
         a.close()
+
+
+def test_the_waiter_leaving_inside_a_close_from_another_thread_still_closes() -> None:
+    # The close decides "a thread is inside: the last one out closes" and shuts the socket
+    # down to wake it. Had the waiter left between that decision and the shutdown (it used
+    # to be possible: the decision was not under the waiters' lock), nobody closed the
+    # descriptor. Here the waiter leaves during the shutdown call itself.
+    a, b = socket.socketpair()
+    t = WaitingTransport(a, None, None, threading.RLock())
+    assert t._enter()
+
+    class LeavesDuringShutdown:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(a, name)
+
+        def shutdown(self, how: int) -> None:
+            t._leave()  # the woken read returns and its thread leaves
+            a.shutdown(how)
+
+    t.sock = LeavesDuringShutdown()  # type: ignore[assignment]
+    try:
+        t._close(graceful=True)
+        assert a.fileno() == -1  # closed, by whichever came second
+    finally:
+        a.close()
+        b.close()
+
+
+class ReadUntilTheEnd(ServerClientThread):
+    """Blocks in a read for as long as the connection lasts."""
+
+    def ClientExecute(self) -> None:
+        sock = self.ClientSocket
+        stream = WinSocketStream(sock, 60_000)
+        while stream.Read(4096):
+            pass
+
+
+def test_a_graceful_close_that_wakes_a_blocked_reader_still_drains(qtbot, hook, closes):
+    # The component's thread closes with bytes still queued (a peer that does not read yet):
+    # the transport flushes them in the background and shuts reading down to end the
+    # worker's blocked read. That read's end is this side's doing, not the peer's FIN: the
+    # close at the end of the flush must still read what the peer sent meanwhile.
+    srv = thread_server([], ReadUntilTheEnd)
+    srv.Open()
+    payload = bytes(range(256)) * 65536  # 16 MiB: more than the socket buffers take
+    try:
+        client = peer(srv.Socket.LocalPort)
+        qtbot.waitUntil(lambda: srv.Socket.ActiveConnections == 1, timeout=WAIT)
+        conn = srv.Socket.Connections[0]
+        conn.SendBuf(payload)  # the component's thread: queued, flushed by its loop
+        qtbot.waitUntil(lambda: conn.transport is not None and bool(conn.transport.tx.items),
+                        timeout=WAIT)
+        conn.Close()  # graceful, with bytes queued: flushing goes on in the background
+        client.sendall(b"late")  # arrives after the worker's read ended: never read
+
+        def read_all() -> bytes:
+            got = bytearray()
+            while chunk := client.recv(65536):
+                got += chunk
+            return bytes(got)
+
+        assert Job(read_all).wait(qtbot, timeout=20_000) == payload  # then FIN, no reset
+        qtbot.waitUntil(lambda: len(closes) == 1, timeout=WAIT)
+        assert closes == [(True, True)]
+        client.close()
+    finally:
+        srv.Close()
+    assert hook == []
