@@ -59,14 +59,21 @@ class WakeUp:
             os.set_blocking(self._r, False)
             os.set_blocking(self._w, False)
         self.fd = self._r
+        # set() comes from other threads, close() from the owner as it ends: once closed, the
+        # descriptor numbers may already name another file, which set() must not write to
+        self._guard = threading.Lock()
+        self._closed = False
 
     def set(self) -> None:
-        """Wake the thread now (and its next wait too, until :meth:`clear`)."""
+        """Wake the thread now (and its next wait too, until :meth:`clear`); after
+        :meth:`close` only the flag is raised."""
         self.signalled = True
-        try:
-            os.write(self._w, (1).to_bytes(8, "little"))
-        except OSError:
-            pass  # already signalled (pipe full), or closed
+        with self._guard:
+            if not self._closed:
+                try:
+                    os.write(self._w, (1).to_bytes(8, "little"))
+                except OSError:
+                    pass  # already signalled (pipe full)
         interrupt = self.interrupt
         if interrupt is not None:
             interrupt()
@@ -81,11 +88,17 @@ class WakeUp:
             pass
 
     def close(self) -> None:
-        for fd in {self._r, self._w}:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        """Close the descriptors (the owner, as it ends); later calls of :meth:`set` write
+        nothing."""
+        with self._guard:
+            if self._closed:
+                return
+            self._closed = True
+            for fd in {self._r, self._w}:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
 
 class Doorbell:

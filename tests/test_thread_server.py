@@ -24,7 +24,7 @@ from sockcomp import (
     ESocketError, ServerClientThread, ServerClientWinSocket, ServerSocket, ServerWinSocket, Var,
     WinSocketStream, stThreadBlocking,
 )
-from sockcomp._waits import Doorbell
+from sockcomp._waits import Doorbell, WakeUp
 from tests.util import EventLog
 
 WAIT = 5000
@@ -1053,3 +1053,23 @@ def test_a_doorbell_rung_from_another_thread_wakes_the_waiter() -> None:
     threading.Thread(target=bell.ring, daemon=True).start()
     assert woke.wait(WAIT / 1000)
     t.join(WAIT / 1000)
+
+
+def test_a_wake_up_set_after_it_closed_writes_nothing_anywhere() -> None:
+    # Terminate (set) can come from another thread just as the worker ends (close): the
+    # descriptor's number may then already name another file, which must get nothing
+    a, b = socket.socketpair()
+    wake = WakeUp()
+    number = wake.fd
+    wake.close()
+    try:
+        os.dup2(a.fileno(), number)  # the number now names a socket, as a reuse would
+        wake.set()
+        assert wake.signalled
+        b.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            b.recv(64)  # nothing was written through the old number
+    finally:
+        os.close(number)
+        a.close()
+        b.close()
