@@ -3,6 +3,7 @@
     python bench/hotpath.py            # median and best of 7 batches, microseconds per message
     python bench/hotpath.py --profile  # the same under cProfile, top functions by own time
     python bench/hotpath.py --assigned # the handler assigned (server.OnClientRead = handler)
+    python bench/hotpath.py --worker   # a thread-mode worker's Read + Write beyond recv + send
 
 A ServerSocket (stNonBlocking) accepts one real loopback connection; then the accepted socket's
 OS socket is swapped for a stand-in whose ``recv`` returns 64 bytes and whose ``send`` accepts
@@ -51,7 +52,82 @@ class _StandInSocket:
         return 0
 
 
+def worker() -> int:
+    """``--worker``: what a stThreadBlocking worker's ``WinSocketStream.Read`` + ``Write`` cost
+    beyond a bare ``recv`` + ``send`` on the same OS socket. The worker drives its own peer (a
+    plain socket: send 64 bytes, echo them, receive them), so every call finds its data
+    waiting; batches of the two loops alternate, and the figure is the median difference."""
+    from PySide6.QtCore import QCoreApplication
+
+    from sockcomp import ServerClientThread, ServerSocket, WinSocketStream, stThreadBlocking
+
+    n = N // 4
+    result: dict[str, object] = {}
+
+    class Measure(ServerClientThread):
+        def ClientExecute(self) -> None:
+            try:
+                sock = self.ClientSocket
+                stream = WinSocketStream(sock, 60_000)
+                os_sock = sock.transport.sock
+                c = peer
+
+                def stream_loop() -> float:  # the Delphi idiom, as bench/servers.py has it
+                    t0 = time.perf_counter()
+                    for _ in range(n):
+                        if self.Terminated or not sock.Connected:
+                            break
+                        c.send(MESSAGE)
+                        stream.Write(stream.Read(4096))
+                        c.recv(4096)
+                    return (time.perf_counter() - t0) / n * 1e6
+
+                def bare_loop() -> float:
+                    t0 = time.perf_counter()
+                    for _ in range(n):
+                        c.send(MESSAGE)
+                        os_sock.send(os_sock.recv(4096))
+                        c.recv(4096)
+                    return (time.perf_counter() - t0) / n * 1e6
+
+                stream_loop(), bare_loop()  # warm up
+                result["pairs"] = [(stream_loop(), bare_loop()) for _ in range(7)]
+            except BaseException as exc:  # reported by the main thread
+                result["error"] = exc
+            finally:
+                self.Synchronize(app.quit)
+
+    app = QCoreApplication.instance() or QCoreApplication([])
+    server = ServerSocket()
+    server.Loaded()
+    server.ServerType = stThreadBlocking
+    server.Address, server.Port = "127.0.0.1", 0
+    server.OnGetThread.connect(
+        lambda Sender, ClientSocket, SocketThread:
+        setattr(SocketThread, "value", Measure(False, ClientSocket)))
+    server.Open()
+    peer = socket.create_connection(("127.0.0.1", server.Socket.LocalPort))
+    try:
+        app.exec()
+    finally:
+        peer.close()
+        server.Close()
+    if "error" in result:
+        raise result["error"]  # type: ignore[misc]
+    pairs = result["pairs"]
+    assert isinstance(pairs, list)
+    extra = [s - b for s, b in pairs]
+    with_stream = statistics.median(s for s, _ in pairs)
+    bare = statistics.median(b for _, b in pairs)
+    print(f"worker Read + Write beyond recv + send: {statistics.median(extra):.2f} us per "
+          f"message (best {min(extra):.2f}; loop with them {with_stream:.2f}, bare {bare:.2f}; "
+          f"{n:,} messages x 7, Python {sys.version.split()[0]})")
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if "--worker" in argv:
+        return worker()
     from PySide6.QtCore import QCoreApplication
 
     from sockcomp import ServerSocket
