@@ -8,7 +8,8 @@ works on buffers there), so it never freezes the GUI.
 A thread that must be woken from its waits (a ServerClientThread being terminated, or whose
 application just made room in a full receive buffer) registers a :class:`WakeUp` with
 :func:`set_thread_wake`; closing a socket from another thread wakes its waiters without one,
-by shutting the socket down first.
+by shutting the socket down first. A cached ServerClientThread waits for its next connection at
+a :class:`Doorbell`, which the server rings.
 """
 from __future__ import annotations
 
