@@ -175,7 +175,7 @@ class WaitingTransport(Transport):
                                      struct.pack("@ll", seconds, ms * 1000))
                 self.recv_timeout = timeout_ms
             if wake is not None:
-                wake.interrupt = self._interrupt_read
+                wake.interrupt = self.shut_read  # Terminate ends the read so
                 if wake.signalled:
                     return None
             try:
@@ -201,15 +201,8 @@ class WaitingTransport(Transport):
         while True:
             if self._closed:
                 return b""
-            try:
-                data = self._recv(size)
-            except BlockingIOError:
-                pass
-            else:
-                if data:
-                    self.last_activity = _monotonic()
-                else:
-                    self.note_end_of_stream()
+            data = self.read_now(size)
+            if data is not None:
                 return data
             if not self._wait(READY_READ, deadline):
                 return None  # the time ran out, or the thread was woken
@@ -220,10 +213,6 @@ class WaitingTransport(Transport):
         self.stream = PlainStream(self.sock, DONTWAIT)
         self._recv = self.stream.recv
         self.fd_blocks = True
-
-    def _interrupt_read(self) -> None:
-        """End a blocking read now (another thread's Terminate): shut the read side."""
-        self.shut_read()
 
     def read_now(self, size: int) -> Optional[bytes]:
         """Read without waiting: bytes, ``b''`` at the end, None when nothing is there."""
