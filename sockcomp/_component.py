@@ -119,21 +119,34 @@ def _direct_call(handler: Callable[..., Any],
     return call
 
 
-_SIGNATURES: dict[type, dict[str, str]] = {}
+_SIGNALS: dict[type, dict[str, tuple[str, QMetaMethod]]] = {}
 
 
-def _signature(component: QObject, name: str) -> str:
-    """The ``SIGNAL()`` string of event ``name`` (``"2OnRead(PyObject,PyObject)"``)."""
-    cache = _SIGNATURES.get(type(component))
+def _signal(component: QObject, name: str) -> tuple[str, QMetaMethod]:
+    """Event ``name``'s ``SIGNAL()`` string (``"2OnRead(PyObject,PyObject)"``) and its
+    QMetaMethod, from the component class's meta-object. (``QMetaMethod.fromSignal`` of the
+    bound signal is not used: in PySide6 6.11/6.12 it keeps the component alive for good.)"""
+    cache = _SIGNALS.get(type(component))
     if cache is None:
-        cache = _SIGNATURES[type(component)] = {}
+        cache = _SIGNALS[type(component)] = {}
         mo = component.metaObject()
         for index in range(mo.methodCount()):
             method = mo.method(index)
             if method.methodType() == QMetaMethod.MethodType.Signal:
-                cache[bytes(method.name().data()).decode()] = \
-                    "2" + bytes(method.methodSignature().data()).decode()
+                cache[bytes(method.name().data()).decode()] = (
+                    "2" + bytes(method.methodSignature().data()).decode(), method)
     return cache[name]
+
+
+def _signature(component: QObject, name: str) -> str:
+    """The ``SIGNAL()`` string of event ``name`` (``"2OnRead(PyObject,PyObject)"``)."""
+    return _signal(component, name)[0]
+
+
+def signal_connected(component: QObject, name: str) -> bool:
+    """Does event ``name`` of ``component`` have a receiver? (Qt's ``isSignalConnected``;
+    ask it in the component's thread.)"""
+    return component.isSignalConnected(_signal(component, name)[1])
 
 
 class SocketComponent(ScktComp):

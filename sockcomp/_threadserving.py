@@ -159,7 +159,6 @@ class ThreadServing:
     def _assign_thread(self, client: AcceptedClient) -> None:
         """GetServerThread, and start the thread if it was created suspended. A thread that
         cannot start ends that connection with OnClientError(eeAccept)."""
-        self.unhandled_events_hook()
         thread: Optional[ServerClientThread] = None
         try:
             try:

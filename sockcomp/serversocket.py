@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import ssl
+import threading
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from PySide6.QtCore import QMetaMethod, QObject
 
 from . import enums as _enums
-from ._component import SocketComponent, event, qt_property, weak_method
+from ._component import SocketComponent, event, qt_property, signal_connected, weak_method
 from ._lifecycle import Phase
 from ._settings import check_count, check_text
 from ._tls import server_context
@@ -27,8 +28,10 @@ _CLIENT_DISPATCH = {
 }
 
 
-#: The events a stThreadBlocking server skips when nobody receives them: a worker's, which
-#: would cost a Synchronize, and the accept's two, whose emit lets the workers take the GIL.
+#: The events a server skips while nobody receives them. An emit to nobody still costs a few
+#: microseconds (a tenth of a short connection's cost in the component's thread); a worker's
+#: event would cost a Synchronize too, and in thread mode the accept's emit lets the workers
+#: take the GIL.
 _SKIPPABLE_SIGNALS = ("OnClientConnect", "OnClientWrite", "OnClientDisconnect",
                       "OnThreadStart", "OnThreadEnd", "OnGetSocket", "OnAccept")
 
@@ -80,6 +83,8 @@ class ServerSocket(SocketComponent):
 
     _connects = 0  # connect/disconnectNotify calls so far: a refresh that raced one is dropped
     _unconnected: Optional[tuple[int, frozenset[str]]] = None  # (_connects, signals) Qt gave
+    _trimmed_for: Optional[tuple[int, dict[int, Any]]] = None  # what _dispatch was trimmed for
+    _dispatch_all: dict[int, Callable[..., None]] = {}  # set by _bind_dispatch
     _DISPATCH_METHODS = frozenset({*_CLIENT_DISPATCH.values(), "ClientErrorEvent",
                                    "ClientLineReceived", "ClientPacketReceived"})
 
@@ -88,6 +93,9 @@ class ServerSocket(SocketComponent):
     SocketClass: type[ServerWinSocket] = ServerWinSocket
 
     def __init__(self, parent: Optional[QObject] = None) -> None:
+        # taken by connectNotify (any thread) and by the refresh's final writes, never around
+        # a call into Qt (Qt may call connectNotify with its own lock held)
+        self._unhandled_lock = threading.Lock()
         self._socket = self.SocketClass()
         super().__init__(self._socket, parent)
         server = self._server = self._socket
@@ -251,48 +259,61 @@ class ServerSocket(SocketComponent):
         (self.OnThreadStart if started else self.OnThreadEnd).emit(self._server, thread)
 
     def _refresh_unhandled(self) -> None:
-        """Tell the server which worker events have no receivers (this thread only: asks Qt).
+        """Skip the client events nobody receives (this thread only: asks Qt), before a batch
+        of accepts: they leave the dispatch table, and workers stop synchronizing them.
 
         Qt is never asked from a worker (a worker holding the GIL while Qt waits for it can
         deadlock), nor from ``connectNotify``/``disconnectNotify``, which Qt may call with an
-        internal lock held. A disconnect is therefore noticed at the next client's refresh;
-        until then the event is synchronized and emitted to nobody, which is merely slower.
-        Qt's answer is kept until a receiver comes or goes (asking costs ~2 µs an event, a
-        tenth of what a thread-mode connection costs the component's thread).
+        internal lock held. A disconnect is therefore noticed at the next accept; until then
+        the event is emitted to nobody, which is merely slower. Qt's answer is kept until a
+        receiver comes or goes (asking costs ~2 µs an event), so a batch of accepts normally
+        pays one comparison here.
         """
         connects = self._connects
+        table = self._dispatch_all
+        trimmed = self._trimmed_for
+        if trimmed is not None and trimmed[0] == connects and trimmed[1] is table:
+            return
         cached = self._unconnected
         if cached is not None and cached[0] == connects:
             unconnected = cached[1]
         else:
             unconnected = frozenset(
                 name for name in _SKIPPABLE_SIGNALS
-                if not self.isSignalConnected(QMetaMethod.fromSignal(getattr(self, name))))
+                if not signal_connected(self, name))
             self._unconnected = (connects, unconnected)
 
-        emit, dispatch = self._emit, self._dispatch  # dispatch is not emit: a method overrides
+        emit = self._emit  # a table entry that is not the emit is an overriding method
         client = frozenset(event for event, name in (
             (seConnect, "OnClientConnect"), (seWrite, "OnClientWrite"),
             (seDisconnect, "OnClientDisconnect"))
-            if name in unconnected and dispatch[event] is emit[event])
+            if name in unconnected and table[event] is emit[event])
         thread = frozenset(started for started, name in (
             (True, "OnThreadStart"), (False, "OnThreadEnd")) if name in unconnected)
-        if connects == self._connects:
-            self._socket.unhandled_client_events = client
-            self._socket.unhandled_thread_events = thread
+        dispatch = {event: call for event, call in table.items() if event not in client}
+        with self._unhandled_lock:
+            if connects == self._connects and table is self._dispatch_all:
+                self._socket.unhandled_client_events = client
+                self._socket.unhandled_thread_events = thread
+                self._dispatch = dispatch
+                self._trimmed_for = (connects, table)
 
     def connectNotify(self, signal: QMetaMethod) -> None:
-        """Qt: a receiver was connected. From now on workers synchronize every event again
-        (plain attribute writes: Qt may call this from any thread)."""
-        self._connects += 1
-        self._socket.unhandled_client_events = frozenset()
-        self._socket.unhandled_thread_events = frozenset()
+        """Qt: a receiver was connected. From now on every client event is dispatched again
+        and workers synchronize them (plain attribute writes: Qt may call this from any
+        thread)."""
+        with self._unhandled_lock:
+            self._connects += 1
+            self._socket.unhandled_client_events = frozenset()
+            self._socket.unhandled_thread_events = frozenset()
+            self._dispatch = self._dispatch_all
         super().connectNotify(signal)
 
     def disconnectNotify(self, signal: QMetaMethod) -> None:
-        """Qt: a receiver was disconnected: the next client's refresh asks Qt again (a plain
-        attribute write: Qt may call this from any thread, with its lock held)."""
-        self._connects += 1
+        """Qt: a receiver was disconnected: the next accept asks Qt again (a plain attribute
+        write: Qt may call this from any thread, with its lock held)."""
+        with self._unhandled_lock:
+            self._connects += 1
         super().disconnectNotify(signal)
 
     def _client_error(self, socket: CustomWinSocket, event: ErrorEvent, code: Var[int]) -> None:
@@ -312,8 +333,12 @@ class ServerSocket(SocketComponent):
         owner = ServerSocket
         fire = self._fire
         self._emit = {event: fire("On" + name) for event, name in _CLIENT_DISPATCH.items()}
-        self._dispatch = {event: self._dispatch_call(owner, name, self._emit[event])
-                          for event, name in _CLIENT_DISPATCH.items()}
+        # every event's call; _dispatch is this table, less the events nobody receives once the
+        # next accept's refresh has trimmed it (_refresh_unhandled)
+        table = {event: self._dispatch_call(owner, name, self._emit[event])
+                 for event, name in _CLIENT_DISPATCH.items()}
+        with self._unhandled_lock:
+            self._dispatch_all = self._dispatch = table
         self._on_error = self._dispatch_call(owner, "ClientErrorEvent", fire("OnClientError"))
         self._on_line = self._dispatch_call(owner, "ClientLineReceived",
                                             fire("OnClientLineReceived"))

@@ -226,11 +226,12 @@ class ServerWinSocket(ThreadServing, CustomWinSocket):
         self.get_thread_hook: Callable[[ServerClientWinSocket], Any] = lambda client: None
         #: Told when a thread starts (True) or ends (False) (OnThreadStart / OnThreadEnd).
         self.thread_event_sink: Callable[[Any, bool], None] = lambda thread, started: None
-        #: stThreadBlocking: client events (SocketEvent) and thread events (True: start, False:
-        #: end) that nobody handles, so workers skip their Synchronize round trip. Refreshed by
-        #: ``unhandled_events_hook`` in the component's thread before each thread gets a client;
-        #: the component empties both sets as soon as a handler is connected. seConnect of a
-        #: client with an IdleTimeout is never skipped: its idle watch starts in that thread.
+        #: Client events (SocketEvent) and thread events (True: start, False: end) that nobody
+        #: handles, so workers skip their Synchronize round trip (the component skips them in
+        #: its own thread). Refreshed by ``unhandled_events_hook`` in the component's thread
+        #: before each batch of accepts; the component empties both sets as soon as a handler is
+        #: connected. seConnect of a client with an IdleTimeout is never skipped: its idle watch
+        #: starts in that thread.
         self.unhandled_client_events: frozenset[int] = frozenset()
         self.unhandled_thread_events: frozenset[bool] = frozenset()
         self.unhandled_events_hook: Callable[[], None] = lambda: None
@@ -365,6 +366,7 @@ class ServerWinSocket(ThreadServing, CustomWinSocket):
         sock = self._os_sock
         if sock is None:
             return
+        self.unhandled_events_hook()
         for _ in range(64):
             try:
                 conn, addr = sock.accept()

@@ -1011,7 +1011,7 @@ def test_8_destroying_a_listening_server_closes_its_sockets(qtbot, pump_backend,
 
 
 @pytest.mark.timeout(30)
-@pytest.mark.parametrize("how", ["parent", "deleteLater"])
+@pytest.mark.parametrize("how", ["parent", "deleteLater", "unref"])
 def test_8_destroying_a_thread_mode_server_closes_its_sockets(qtbot, hook, res, how):
     _server_destroyed(qtbot, res, how, stThreadBlocking)
 

@@ -33,7 +33,7 @@ from sockcomp import (
     ClientSocket, ServerClientThread, ServerSocket, WinSocketStream, ctBlocking, ctNonBlocking,
     eeAccept, stNonBlocking, stThreadBlocking,
 )
-from tests.util import EventLog, Watchdog
+from tests.util import EventLog, Job, Watchdog, recv_exactly, recv_until_eof
 
 WAIT = 5000          # ms: qtbot.waitUntil
 IO_TIMEOUT = 5.0     # s: blocking calls of plain-socket peers
@@ -51,50 +51,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 # -- helpers -----------------------------------------------------------------------------------
 
-class Job:
-    """Runs ``fn(*args)`` in a plain thread; the test waits for it with the Qt loop running."""
 
-    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
-        self.result: Any = None
-        self.error: Optional[BaseException] = None
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(fn, args), daemon=True,
-                                       name="test-job")
-        self.thread.start()
-
-    def _run(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        try:
-            self.result = fn(*args)
-        except BaseException as exc:  # re-raised in the test's thread by wait()
-            self.error = exc
-        finally:
-            self.done.set()
-
-    def wait(self, qtbot, timeout: int = WAIT) -> Any:
-        qtbot.waitUntil(self.done.is_set, timeout=timeout)
-        self.thread.join(2)
-        if self.error is not None:
-            raise self.error
-        return self.result
-
-
-def recv_exactly(sock: socket.socket, n: int) -> bytes:
-    out = bytearray()
-    while len(out) < n:
-        chunk = sock.recv(n - len(out))
-        if not chunk:
-            break
-        out += chunk
-    return bytes(out)
-
-
-def recv_until_eof(sock: socket.socket) -> bytes:
-    out = bytearray()
-    while True:
-        chunk = sock.recv(65536)
-        if not chunk:
-            return bytes(out)
-        out += chunk
 
 
 def request(port: int, data: bytes, reply_len: int) -> bytes:

@@ -16,7 +16,7 @@ import random
 import socket
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import pytest
 
@@ -25,7 +25,7 @@ from sockcomp import (
     WinSocketStream, stThreadBlocking,
 )
 from sockcomp._waits import Doorbell, WakeUp
-from tests.util import EventLog
+from tests.util import EventLog, Job, recv_exactly, recv_until_eof
 
 WAIT = 5000
 IO_TIMEOUT = 10.0
@@ -44,32 +44,6 @@ def sockcomp_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if isinstance(t, ServerClientThread)]
 
 
-class Job:
-    """Runs ``fn(*args)`` in a plain thread; the main thread waits for it with qtbot.waitUntil."""
-
-    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
-        self.result: Any = None
-        self.error: Optional[BaseException] = None
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(fn, args), daemon=True,
-                                       name="test-client")
-        self.thread.start()
-
-    def _run(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        try:
-            self.result = fn(*args)
-        except BaseException as exc:  # re-raised in the main thread by wait()
-            self.error = exc
-        finally:
-            self.done.set()
-
-    def wait(self, qtbot, timeout: int = WAIT) -> Any:
-        qtbot.waitUntil(self.done.is_set, timeout=timeout)
-        self.thread.join(2)
-        if self.error is not None:
-            raise self.error
-        return self.result
-
 
 def connect(port: int) -> socket.socket:
     s = socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT)
@@ -77,23 +51,6 @@ def connect(port: int) -> socket.socket:
     return s
 
 
-def recv_exactly(conn: socket.socket, n: int) -> bytes:
-    out = bytearray()
-    while len(out) < n:
-        chunk = conn.recv(n - len(out))
-        if not chunk:
-            break
-        out += chunk
-    return bytes(out)
-
-
-def recv_until_eof(conn: socket.socket) -> bytes:
-    out = bytearray()
-    while True:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return bytes(out)
-        out += chunk
 
 
 def request(port: int, data: bytes, reply_len: int) -> bytes:

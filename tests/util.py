@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import socket
-from typing import Any
+import threading
+from typing import Any, Callable, Optional
 
 from PySide6.QtCore import QObject, SignalInstance
 
@@ -55,6 +56,56 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class Job:
+    """Runs ``fn(*args)`` in a plain thread (a peer that blocks); the test waits for it with
+    the Qt loop running, so the component under test keeps serving meanwhile."""
+
+    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
+        self.result: Any = None
+        self.error: Optional[BaseException] = None
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._run, args=(fn, args), daemon=True,
+                                       name="test-job")
+        self.thread.start()
+
+    def _run(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        try:
+            self.result = fn(*args)
+        except BaseException as exc:  # re-raised in the test's thread by wait()
+            self.error = exc
+        finally:
+            self.done.set()
+
+    def wait(self, qtbot, timeout: int = 5000) -> Any:
+        """``fn``'s result (its exception raised here), waiting at most ``timeout`` ms."""
+        qtbot.waitUntil(self.done.is_set, timeout=timeout)
+        self.thread.join(2)
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+def recv_exactly(sock: socket.socket, n: int) -> bytes:
+    """``n`` bytes from a blocking socket, or fewer if the stream ends first."""
+    out = bytearray()
+    while len(out) < n:
+        chunk = sock.recv(n - len(out))
+        if not chunk:
+            break
+        out += chunk
+    return bytes(out)
+
+
+def recv_until_eof(sock: socket.socket) -> bytes:
+    """Everything a blocking socket receives until the peer closes."""
+    out = bytearray()
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return bytes(out)
+        out += chunk
 
 
 class Watchdog:
