@@ -1,13 +1,16 @@
 """Readiness pump: the Qt-side replacement for WSAAsyncSelect's hidden window.
 
-One :class:`Pump` serves every sockcomp socket of a thread. On Linux the first
-:data:`DIRECT_SLOTS` sockets of a thread get ``QSocketNotifier`` objects of their own (the shortest
-path from Qt's event loop to a handler), and every further socket joins one ``epoll`` watched by
-a single ``QSocketNotifier``, whose activation dispatches all ready sockets in one batch. Qt
-polls every notifier's descriptor on every turn of its loop, so the epoll keeps that cost flat
-when a thread holds thousands of connections; notifiers are recycled, so connection churn costs
-no more than an epoll registration. Elsewhere a fallback uses one ``QSocketNotifier`` per
-direction per socket. Both expose the same interface:
+One :class:`Pump` serves every sockcomp socket of a thread. On Linux every socket joins one
+``epoll`` watched by a single ``QSocketNotifier``, whose activation dispatches all ready sockets
+in one batch; Qt polls every notifier's descriptor on every turn of its loop, so the epoll keeps
+that cost flat when a thread holds thousands of connections. A socket found ready in
+:data:`PROMOTE_AFTER` wakes while one of the thread's :data:`DIRECT_SLOTS` is free moves to
+``QSocketNotifier`` objects of its own, the shortest path from Qt's event loop to a handler. A
+busy long-lived connection (a chat, a control link) gets one; a short one (connect, request,
+close) never does, because enabling a notifier is dearer than an epoll registration (with Qt's
+glib dispatcher each enable and disable also wakes the loop). Notifiers are recycled.
+Elsewhere a fallback uses one ``QSocketNotifier`` per direction per socket. Both expose the
+same interface:
 
 * ``register(fd, handler, mask)`` / ``modify(fd, mask)`` / ``unregister(fd)`` where ``mask`` is a
   combination of :data:`READ`, :data:`WRITE` and :data:`ERRORS`, and ``handler(events)``
@@ -35,7 +38,7 @@ from PySide6.QtCore import QCoreApplication, QObject, QSocketNotifier
 
 from .errors import HandleException
 
-__all__ = ["DIRECT_SLOTS", "Pump", "READ", "WRITE", "ERRORS", "current_pump"]
+__all__ = ["DIRECT_SLOTS", "PROMOTE_AFTER", "Pump", "READ", "WRITE", "ERRORS", "current_pump"]
 
 READ = 0x001    # == select.EPOLLIN
 WRITE = 0x004   # == select.EPOLLOUT
@@ -48,6 +51,10 @@ _IO_BITS = READ | WRITE
 #: (measured: 6.3 µs per wake with none, 8.7 with 32, 10.9 with 64), more than the epoll's
 #: extra ``epoll_wait`` saves once a few of them are idle (docs/benchmarks.md).
 DIRECT_SLOTS = 4
+
+#: Wakes in which an epoll-watched socket was ready before it takes a free direct slot. A
+#: short connection is ready in two or three (its request, its end), so it stays in the epoll.
+PROMOTE_AFTER = 8
 
 Handler = Callable[[int], None]
 
@@ -219,16 +226,20 @@ class _DirectWatch:
 
 
 class EpollPump(Pump):
-    """The Linux pump: direct notifiers for the first sockets, one shared epoll for the rest."""
+    """The Linux pump: one shared epoll, and direct notifiers for up to ``direct_slots`` busy
+    sockets (ready in ``promote_after`` wakes; 0: the first sockets registered, at once)."""
 
     _BATCH = 1024
 
-    def __init__(self, direct_slots: int = DIRECT_SLOTS) -> None:
+    def __init__(self, direct_slots: int = DIRECT_SLOTS,
+                 promote_after: int = PROMOTE_AFTER) -> None:
         super().__init__()
         self._epoll = select.epoll()
         self._handlers: dict[int, Handler] = {}
         self._masks: dict[int, int] = {}
         self._direct_slots = direct_slots
+        self._promote_after = promote_after
+        self._wakes: dict[int, int] = {}  # fd: wakes it was ready in, while a slot is free
         self._direct: dict[int, _DirectWatch] = {}
         self._spare: list[_DirectWatch] = []
         self._wakefd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
@@ -241,10 +252,9 @@ class EpollPump(Pump):
         if stale is not None:
             stale.release()
             self._spare.append(stale)
-        if len(self._direct) < self._direct_slots:
-            watch = self._spare.pop() if self._spare else _DirectWatch(self)
-            self._direct[fd] = watch
-            watch.attach(fd, handler, mask)
+        self._wakes.pop(fd, None)
+        if not self._promote_after and len(self._direct) < self._direct_slots:
+            self._attach_direct(fd, handler, mask)
             return
         self._handlers[fd] = handler
         self._masks[fd] = mask
@@ -282,11 +292,38 @@ class EpollPump(Pump):
             watch.release()
             self._spare.append(watch)
         elif self._handlers.pop(fd, None) is not None:
+            self._wakes.pop(fd, None)
             if self._masks.pop(fd):
                 try:
                     self._epoll.unregister(fd)
                 except OSError:
                     pass  # already closed: the kernel dropped it from the set
+
+    def _attach_direct(self, fd: int, handler: Handler, mask: int) -> None:
+        watch = self._spare.pop() if self._spare else _DirectWatch(self)
+        self._direct[fd] = watch
+        watch.attach(fd, handler, mask)
+
+    def _promote(self, ready: list[tuple[int, int]]) -> None:
+        """Count the wakes each socket of this batch was ready in; one that reached
+        ``promote_after`` leaves the epoll for a free direct slot (its notifiers, being
+        level-triggered, report whatever is still pending on the next turn)."""
+        wakes = self._wakes
+        handlers = self._handlers
+        for fd, _events in ready:
+            if fd not in handlers:
+                continue  # the wake-up descriptor, or unregistered by its handler
+            count = wakes.get(fd, 0) + 1
+            if count < self._promote_after:
+                wakes[fd] = count
+                continue
+            del wakes[fd]
+            mask = self._masks.pop(fd)
+            if mask:
+                self._epoll.unregister(fd)
+            self._attach_direct(fd, handlers.pop(fd), mask)
+            if len(self._direct) >= self._direct_slots:
+                return
 
     def _wake(self) -> None:
         os.eventfd_write(self._wakefd, 1)
@@ -296,7 +333,8 @@ class EpollPump(Pump):
         # (QSocketDescriptor, QSocketNotifier.Type), about 1.4 µs per activation.
         handlers = self._handlers
         wakefd = self._wakefd
-        for fd, events in self._epoll.poll(0, self._BATCH):
+        ready = self._epoll.poll(0, self._BATCH)
+        for fd, events in ready:
             if fd == wakefd:
                 try:
                     os.eventfd_read(wakefd)
@@ -312,6 +350,8 @@ class EpollPump(Pump):
                 handler(events)
             except BaseException as exc:
                 HandleException(exc)
+        if self._promote_after and len(self._direct) < self._direct_slots:
+            self._promote(ready)
         if self._soon:
             self._run_soon()
 

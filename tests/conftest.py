@@ -19,17 +19,20 @@ def hook():
     sockcomp.SetExceptionHook(previous)
 
 
-@pytest.fixture(params=["epoll", "notifier"])
+@pytest.fixture(params=["epoll", "direct", "notifier"])
 def pump_backend(request, qapp):
     """Run the test on each readiness backend: a fresh pump of that kind becomes this thread's.
 
-    ``epoll`` is the Linux default (the test's few sockets get notifiers of their own, the rest
-    would join the epoll); ``notifier`` is the fallback with one QSocketNotifier per socket.
+    ``epoll`` is the Linux default (every socket in the epoll until it has been busy for a
+    while); ``direct`` the same pump giving the test's few sockets notifiers of their own at
+    once; ``notifier`` the fallback with one QSocketNotifier per socket.
     """
     from sockcomp import _pump
 
     previous = getattr(_pump._local, "pump", None)
-    fresh = _pump.NotifierPump() if request.param == "notifier" else _pump.EpollPump()
+    fresh = (_pump.NotifierPump() if request.param == "notifier" else
+             _pump.EpollPump(promote_after=0 if request.param == "direct" else
+                             _pump.PROMOTE_AFTER))
     _pump._local.pump = fresh
     yield request.param
     _pump._local.pump = previous

@@ -15,12 +15,15 @@ from tests.util import EventLog
 def _make_pump(kind: str) -> _pump.Pump:
     if kind == "notifier":
         return _pump.NotifierPump()
-    # "epoll": every socket in the epoll; "hybrid": two direct watches, the rest in the epoll;
-    # "direct": the default, where a test's few sockets all get notifiers of their own
-    return _pump.EpollPump(direct_slots={"epoll": 0, "hybrid": 2}.get(kind, _pump.DIRECT_SLOTS))
+    if kind == "promoting":  # the default: all in the epoll, busy sockets move to notifiers
+        return _pump.EpollPump()
+    # "epoll": every socket in the epoll; "hybrid": two direct watches from the start, the rest
+    # in the epoll; "direct": a test's few sockets all get notifiers of their own at once
+    return _pump.EpollPump(direct_slots={"epoll": 0, "hybrid": 2}.get(kind, _pump.DIRECT_SLOTS),
+                           promote_after=0)
 
 
-@pytest.fixture(params=["direct", "hybrid", "epoll", "notifier"])
+@pytest.fixture(params=["promoting", "direct", "hybrid", "epoll", "notifier"])
 def pump(request, qapp):
     """Make the chosen backend this thread's pump for the duration of the test."""
     previous = getattr(_pump._local, "pump", None)
@@ -115,7 +118,7 @@ def test_readiness_for_a_closed_descriptor_is_ignored(qtbot, pump) -> None:
 def test_direct_watches_are_recycled_and_the_epoll_takes_the_overflow(qtbot, qapp) -> None:
     """Two direct slots, five sockets: each socket's handler sees only its own readiness, the
     overflow goes to the epoll, and a released slot (re-pointed notifiers) serves the next."""
-    pump = _pump.EpollPump(direct_slots=2)
+    pump = _pump.EpollPump(direct_slots=2, promote_after=0)
     pairs = [socket.socketpair() for _ in range(5)]
     hits: dict[int, list[int]] = {i: [] for i in range(5)}
 
@@ -165,8 +168,53 @@ def test_direct_watches_are_recycled_and_the_epoll_takes_the_overflow(qtbot, qap
     pump.deleteLater()
 
 
+def test_a_busy_socket_moves_to_a_direct_watch_and_loses_nothing_on_the_way(qtbot,
+                                                                            qapp) -> None:
+    """Ready in ``promote_after`` wakes while a slot is free: the socket leaves the epoll for
+    notifiers of its own, and what it had not read yet is reported again from there. A socket
+    ready in fewer wakes stays in the epoll."""
+    pump = _pump.EpollPump(direct_slots=2, promote_after=3)
+    busy, busy_peer = socket.socketpair()
+    short, short_peer = socket.socketpair()
+    got: dict[str, bytearray] = {"busy": bytearray(), "short": bytearray()}
+    events_seen: list[int] = []
+
+    def reader(name: str, sock: socket.socket):
+        def on_ready(events: int) -> None:
+            events_seen.append(events)
+            try:
+                got[name] += sock.recv(1)  # one byte per report: the rest stays pending
+            except BlockingIOError:
+                pass
+        return on_ready
+
+    for sock, name in ((busy, "busy"), (short, "short")):
+        sock.setblocking(False)
+        pump.register(sock.fileno(), reader(name, sock), _pump.READ | _pump.ERRORS)
+    for round_no in range(2):  # two wakes each: not yet
+        busy_peer.send(b"ab"[round_no:round_no + 1])
+        short_peer.send(b"xy"[round_no:round_no + 1])
+        qtbot.waitUntil(lambda: len(got["busy"]) == round_no + 1 == len(got["short"]),
+                        timeout=2000)
+    assert not pump._direct and set(pump._handlers) == {busy.fileno(), short.fileno()}
+
+    busy_peer.send(b"cdef")  # the third wake promotes it with three bytes still unread
+    qtbot.waitUntil(lambda: busy.fileno() in pump._direct, timeout=2000)
+    assert busy.fileno() not in pump._handlers
+    qtbot.waitUntil(lambda: bytes(got["busy"]) == b"abcdef", timeout=2000)
+    assert bytes(got["short"]) == b"xy" and short.fileno() in pump._handlers
+    assert set(events_seen) == {_pump.READ}
+
+    pump.unregister(busy.fileno())
+    pump.unregister(short.fileno())
+    assert not pump._direct and not pump._handlers and not pump._wakes
+    for sock in (busy, busy_peer, short, short_peer):
+        sock.close()
+    pump.deleteLater()
+
+
 def test_write_readiness_on_a_direct_watch(qtbot, qapp) -> None:
-    pump = _pump.EpollPump()
+    pump = _pump.EpollPump(promote_after=0)
     a, b = socket.socketpair()
     seen: list[int] = []
 
