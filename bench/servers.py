@@ -33,7 +33,7 @@ tree this file is in. Whatever the tree, the servers below use only sockcomp's p
 
 Kinds: sockcomp-nb, sockcomp-nb-override, sockcomp-nb-assigned, sockcomp-thread,
 sockcomp-thread-sync, asyncio-protocol, asyncio-streams, uvloop-protocol, uvloop-streams, qtcp,
-raw-notifier, threading-tcpserver.
+raw-notifier, raw-epoll, threading-tcpserver.
 """
 from __future__ import annotations
 
@@ -455,6 +455,95 @@ def serve_raw_notifier(port: int) -> None:
     app.exec()
 
 
+def serve_raw_epoll(port: int) -> None:
+    """The floor of sockcomp's own design: one epoll behind one QSocketNotifier, every ready
+    socket of a wake served in one Python loop (accept, echo, backpressure), nothing else."""
+    import select
+
+    from PySide6.QtCore import QSocketNotifier
+    app = _qt_app()
+    ep = select.epoll()
+    listeners: dict[int, tuple[socket.socket, bool]] = {}
+    conns: dict[int, tuple[socket.socket, bool]] = {}
+    pending: dict[int, bytes] = {}
+    IN, OUT = select.EPOLLIN, select.EPOLLOUT
+
+    def close(fd: int) -> None:
+        sock, _sink = conns.pop(fd)
+        pending.pop(fd, None)
+        ep.unregister(fd)
+        sock.close()
+
+    def on_wake() -> None:  # no parameters: PySide converts none
+        for fd, events in ep.poll(0, 1024):
+            listener = listeners.get(fd)
+            if listener is not None:
+                ls, sink = listener
+                while True:
+                    try:
+                        c, _addr = ls.accept()
+                    except (BlockingIOError, InterruptedError):
+                        break
+                    c.setblocking(False)
+                    c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                    conns[c.fileno()] = (c, sink)
+                    ep.register(c.fileno(), IN)
+                continue
+            entry = conns.get(fd)
+            if entry is None:
+                continue
+            sock, sink = entry
+            if events & OUT:
+                try:
+                    sent = sock.send(pending[fd])
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    close(fd)
+                    continue
+                rest = pending[fd][sent:]
+                if rest:
+                    pending[fd] = rest
+                    continue
+                del pending[fd]
+                ep.modify(fd, IN)
+                continue
+            try:
+                data = sock.recv(FLOOR_RECV)
+            except BlockingIOError:
+                continue
+            except OSError:
+                data = b""
+            if not data:
+                close(fd)
+                continue
+            if sink:
+                continue
+            try:
+                sent = sock.send(data)
+            except BlockingIOError:
+                sent = 0
+            except OSError:
+                close(fd)
+                continue
+            if sent < len(data):
+                pending[fd] = data[sent:]
+                ep.modify(fd, OUT)  # backpressure: stop reading until drained
+
+    for p, sink in ((port, False), (port + 1, True)):
+        ls = socket.socket()
+        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        ls.bind((HOST, p))
+        ls.listen(BACKLOG)
+        ls.setblocking(False)
+        listeners[ls.fileno()] = (ls, sink)
+        ep.register(ls.fileno(), IN)
+    notifier = QSocketNotifier(ep.fileno(), QSocketNotifier.Type.Read)
+    notifier.activated.connect(on_wake)
+    _ready(port)
+    app.exec()
+
+
 # ------------------------------------------------------------------------------ threads
 def serve_threading(port: int) -> None:
     import socketserver
@@ -504,13 +593,14 @@ KINDS = {
     "uvloop-streams": lambda port: _run_asyncio(port, streams=True, use_uvloop=True),
     "qtcp": serve_qtcp,
     "raw-notifier": serve_raw_notifier,
+    "raw-epoll": serve_raw_epoll,
     "threading-tcpserver": serve_threading,
 }
 
 
 INPROC_KINDS = {"sockcomp-nb", "sockcomp-nb-override", "sockcomp-nb-assigned",
                 "asyncio-protocol", "asyncio-streams", "uvloop-protocol", "uvloop-streams", "qtcp",
-                "raw-notifier"}
+                "raw-notifier", "raw-epoll"}
 
 
 def main(argv: list[str]) -> None:
