@@ -85,6 +85,7 @@ class ServerSocket(SocketComponent):
     _unconnected: Optional[tuple[int, frozenset[str]]] = None  # (_connects, signals) Qt gave
     _trimmed_for: Optional[tuple[int, dict[int, Any]]] = None  # what _dispatch was trimmed for
     _dispatch_all: dict[int, Callable[..., None]] = {}  # set by _bind_dispatch
+    _dispatch: dict[int, Callable[..., None]] = {}  # _dispatch_all less the skipped events
     _DISPATCH_METHODS = frozenset({*_CLIENT_DISPATCH.values(), "ClientErrorEvent",
                                    "ClientLineReceived", "ClientPacketReceived"})
 
@@ -93,9 +94,11 @@ class ServerSocket(SocketComponent):
     SocketClass: type[ServerWinSocket] = ServerWinSocket
 
     def __init__(self, parent: Optional[QObject] = None) -> None:
-        # taken by connectNotify (any thread) and by the refresh's final writes, never around
-        # a call into Qt (Qt may call connectNotify with its own lock held)
-        self._unhandled_lock = threading.Lock()
+        # taken by connectNotify (any thread) and by the writes of the dispatch tables, never
+        # around a call into Qt (Qt may call connectNotify with its own lock held). Reentrant:
+        # a table dropped under it can end an object whose connections PySide then removes,
+        # and disconnectNotify comes back here in the same thread.
+        self._unhandled_lock = threading.RLock()
         self._socket = self.SocketClass()
         super().__init__(self._socket, parent)
         server = self._server = self._socket
@@ -291,22 +294,26 @@ class ServerSocket(SocketComponent):
         thread = frozenset(started for started, name in (
             (True, "OnThreadStart"), (False, "OnThreadEnd")) if name in unconnected)
         dispatch = {event: call for event, call in table.items() if event not in client}
+        replaced = self._dispatch  # dropped after the lock (see __init__)
         with self._unhandled_lock:
             if connects == self._connects and table is self._dispatch_all:
                 self._socket.unhandled_client_events = client
                 self._socket.unhandled_thread_events = thread
                 self._dispatch = dispatch
                 self._trimmed_for = (connects, table)
+        del replaced
 
     def connectNotify(self, signal: QMetaMethod) -> None:
         """Qt: a receiver was connected. From now on every client event is dispatched again
         and workers synchronize them (plain attribute writes: Qt may call this from any
         thread)."""
+        replaced = self._dispatch  # dropped after the lock (see __init__)
         with self._unhandled_lock:
             self._connects += 1
             self._socket.unhandled_client_events = frozenset()
             self._socket.unhandled_thread_events = frozenset()
             self._dispatch = self._dispatch_all
+        del replaced
         super().connectNotify(signal)
 
     def disconnectNotify(self, signal: QMetaMethod) -> None:
@@ -337,8 +344,10 @@ class ServerSocket(SocketComponent):
         # next accept's refresh has trimmed it (_refresh_unhandled)
         table = {event: self._dispatch_call(owner, name, self._emit[event])
                  for event, name in _CLIENT_DISPATCH.items()}
+        replaced = (self._dispatch_all, self._dispatch)  # dropped after the lock
         with self._unhandled_lock:
             self._dispatch_all = self._dispatch = table
+        del replaced
         self._on_error = self._dispatch_call(owner, "ClientErrorEvent", fire("OnClientError"))
         self._on_line = self._dispatch_call(owner, "ClientLineReceived",
                                             fire("OnClientLineReceived"))

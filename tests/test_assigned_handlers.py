@@ -239,3 +239,36 @@ def test_no_receiver_left_means_no_call_even_after_a_turn(qtbot, server):
     fire_client_read(server, server.Socket)
     assert calls == ["later"]
     assert seRead  # the event the dispatch method stands for
+
+
+def test_a_handler_object_dying_while_its_dispatch_entry_is_replaced_does_not_hang(qtbot,
+                                                                                   server):
+    """The component replaces its dispatch tables under a lock; the old table may hold the last
+    reference to an assigned handler's object. When that object dies there, PySide disconnects
+    its other connections at once and ``disconnectNotify`` comes back to the same lock in the
+    same thread: the loop must carry on (it hung with a plain lock)."""
+    freed: list[bool] = []
+
+    class Session:
+        def __init__(self, srv: ServerSocket) -> None:
+            srv.OnClientRead = self.on_read              # assigned: called directly
+            srv.OnClientDisconnect.connect(self.on_gone)  # and a connected bound method
+
+        def on_read(self, Sender: Any, Socket: Any) -> None:
+            pass
+
+        def on_gone(self, Sender: Any, Socket: Any) -> None:
+            pass
+
+        def __del__(self) -> None:
+            freed.append(True)
+
+    Session(server)
+    flush()
+    assert direct(server, "OnClientRead")
+    unassign = threading.Thread(target=setattr, args=(server, "OnClientRead", None))
+    unassign.start()
+    unassign.join(WAIT / 1000)
+    qtbot.waitUntil(lambda: freed == [True], timeout=WAIT)  # freed in the posted refresh
+    assert not direct(server, "OnClientRead")
+    assert server.receivers("2OnClientDisconnect(PyObject,PyObject)") == 0
