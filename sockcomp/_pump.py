@@ -100,7 +100,10 @@ class Pump(QObject):
         """Call ``handler`` for ``fd`` from now on (the mask stays)."""
         raise NotImplementedError
 
-    def unregister(self, fd: int) -> None:
+    def unregister(self, fd: int, owner: Any = None) -> None:
+        """Stop watching ``fd``. With ``owner``, only while ``fd``'s handler is a method of
+        ``owner``: an unregister posted from another thread must not remove a new socket that
+        reused the number meanwhile."""
         raise NotImplementedError
 
     def _wake(self) -> None:
@@ -140,6 +143,11 @@ class Pump(QObject):
         if soon and not self._wake_pending:
             self._wake_pending = True
             self._wake()
+
+
+def _handled_by(handler: Optional[Handler], owner: Any) -> bool:
+    """Is ``handler`` a method of ``owner``?"""
+    return getattr(handler, "__self__", None) is owner
 
 
 class _DirectWatch:
@@ -286,12 +294,18 @@ class EpollPump(Pump):
         elif fd in self._handlers:
             self._handlers[fd] = handler
 
-    def unregister(self, fd: int) -> None:
-        watch = self._direct.pop(fd, None)
+    def unregister(self, fd: int, owner: Any = None) -> None:
+        watch = self._direct.get(fd)
         if watch is not None:
+            if owner is not None and not _handled_by(watch.handler, owner):
+                return
+            del self._direct[fd]
             watch.release()
             self._spare.append(watch)
-        elif self._handlers.pop(fd, None) is not None:
+            return
+        if owner is not None and not _handled_by(self._handlers.get(fd), owner):
+            return
+        if self._handlers.pop(fd, None) is not None:
             self._wakes.pop(fd, None)
             if self._masks.pop(fd):
                 try:
@@ -317,10 +331,14 @@ class EpollPump(Pump):
             if count < self._promote_after:
                 wakes[fd] = count
                 continue
-            del wakes[fd]
-            mask = self._masks.pop(fd)
+            mask = self._masks[fd]
             if mask:
-                self._epoll.unregister(fd)
+                try:
+                    self._epoll.unregister(fd)
+                except OSError:  # closed by another thread, whose unregister is posted
+                    continue
+            wakes.pop(fd, None)
+            del self._masks[fd]
             self._attach_direct(fd, handlers.pop(fd), mask)
             if len(self._direct) >= self._direct_slots:
                 return
@@ -351,7 +369,10 @@ class EpollPump(Pump):
             except BaseException as exc:
                 HandleException(exc)
         if self._promote_after and len(self._direct) < self._direct_slots:
-            self._promote(ready)
+            try:
+                self._promote(ready)
+            except BaseException as exc:  # the deferred calls below must run whatever happens
+                HandleException(exc)
         if self._soon:
             self._run_soon()
 
@@ -436,7 +457,10 @@ class NotifierPump(Pump):
         if watch is not None:
             watch.handler = handler
 
-    def unregister(self, fd: int) -> None:
+    def unregister(self, fd: int, owner: Any = None) -> None:
+        watch = self._watches.get(fd)
+        if watch is not None and owner is not None and not _handled_by(watch.handler, owner):
+            return
         watch = self._watches.pop(fd, None)
         if watch is not None:
             watch.release()

@@ -576,7 +576,8 @@ class Transport:
             if self.pump.in_own_thread():
                 self.pump.unregister(self.fd)
             else:
-                self.pump.call_soon_threadsafe(self.pump.unregister, self.fd)
+                # by then the number may be a new socket's: only this transport's watch goes
+                self.pump.call_soon_threadsafe(self.pump.unregister, self.fd, self)
         with self.lock:
             self.tx.discard()
             # A thread waits on this socket: wake it, and the last one out closes. Decided

@@ -9,18 +9,18 @@ import threading
 import pytest
 
 from sockcomp import ClientSocket, ServerSocket, _pump
-from tests.util import EventLog
+from tests.util import EventLog, kept
 
 
 def _make_pump(kind: str) -> _pump.Pump:
     if kind == "notifier":
-        return _pump.NotifierPump()
+        return kept(_pump.NotifierPump())
     if kind == "promoting":  # the default: all in the epoll, busy sockets move to notifiers
-        return _pump.EpollPump()
+        return kept(_pump.EpollPump())
     # "epoll": every socket in the epoll; "hybrid": two direct watches from the start, the rest
     # in the epoll; "direct": a test's few sockets all get notifiers of their own at once
-    return _pump.EpollPump(direct_slots={"epoll": 0, "hybrid": 2}.get(kind, _pump.DIRECT_SLOTS),
-                           promote_after=0)
+    return kept(_pump.EpollPump(
+        direct_slots={"epoll": 0, "hybrid": 2}.get(kind, _pump.DIRECT_SLOTS), promote_after=0))
 
 
 @pytest.fixture(params=["promoting", "direct", "hybrid", "epoll", "notifier"])
@@ -118,7 +118,7 @@ def test_readiness_for_a_closed_descriptor_is_ignored(qtbot, pump) -> None:
 def test_direct_watches_are_recycled_and_the_epoll_takes_the_overflow(qtbot, qapp) -> None:
     """Two direct slots, five sockets: each socket's handler sees only its own readiness, the
     overflow goes to the epoll, and a released slot (re-pointed notifiers) serves the next."""
-    pump = _pump.EpollPump(direct_slots=2, promote_after=0)
+    pump = kept(_pump.EpollPump(direct_slots=2, promote_after=0))
     pairs = [socket.socketpair() for _ in range(5)]
     hits: dict[int, list[int]] = {i: [] for i in range(5)}
 
@@ -173,7 +173,7 @@ def test_a_busy_socket_moves_to_a_direct_watch_and_loses_nothing_on_the_way(qtbo
     """Ready in ``promote_after`` wakes while a slot is free: the socket leaves the epoll for
     notifiers of its own, and what it had not read yet is reported again from there. A socket
     ready in fewer wakes stays in the epoll."""
-    pump = _pump.EpollPump(direct_slots=2, promote_after=3)
+    pump = kept(_pump.EpollPump(direct_slots=2, promote_after=3))
     busy, busy_peer = socket.socketpair()
     short, short_peer = socket.socketpair()
     got: dict[str, bytearray] = {"busy": bytearray(), "short": bytearray()}
@@ -213,8 +213,85 @@ def test_a_busy_socket_moves_to_a_direct_watch_and_loses_nothing_on_the_way(qtbo
     pump.deleteLater()
 
 
+def test_a_socket_closed_by_another_thread_as_it_would_move_stays_put(qtbot, qapp,
+                                                                      hook) -> None:
+    """Another thread closes the socket (its unregister posted) in the very wake that would
+    promote it: no error escapes the dispatch, the deferred calls of that turn still run, and
+    the posted unregister removes the socket cleanly."""
+    pump = kept(_pump.EpollPump(promote_after=3))
+    a, peer = socket.socketpair()
+    a.setblocking(False)
+    fd = a.fileno()
+    wakes: list[int] = []
+
+    class Owner:  # what a transport is to the pump: the handler's object
+        def on_ready(self, events: int) -> None:
+            wakes.append(events)
+            try:
+                a.recv(100)
+            except OSError:
+                pass
+            if len(wakes) == 3:
+                def close_elsewhere() -> None:
+                    pump.call_soon_threadsafe(pump.unregister, fd, owner)
+                    a.close()
+                other = threading.Thread(target=close_elsewhere)
+                other.start()
+                other.join()
+                pump.call_soon(ran.append, "this turn")
+
+    owner = Owner()
+    ran: list[str] = []
+    pump.register(fd, owner.on_ready, _pump.READ | _pump.ERRORS)
+    for count in range(1, 4):
+        peer.send(b"x")
+        qtbot.waitUntil(lambda: len(wakes) == count, timeout=2000)
+    qtbot.waitUntil(lambda: ran == ["this turn"], timeout=2000)
+    qtbot.waitUntil(lambda: fd not in pump._handlers, timeout=2000)
+    assert not pump._direct and not pump._masks and not pump._wakes
+    assert hook == []
+    peer.close()
+    pump.deleteLater()
+
+
+@pytest.mark.parametrize("kind", ["direct", "epoll", "notifier"])
+def test_a_posted_unregister_spares_a_new_socket_with_the_same_number(qtbot, qapp, kind) -> None:
+    """A socket closed from another thread posts its unregister; if the number is reused by a
+    new socket before that runs, the new one stays watched."""
+    pump = _make_pump(kind)
+    seen: list[str] = []
+
+    class Owner:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def on_ready(self, events: int) -> None:
+            seen.append(self.name)
+            self.sock.recv(100)
+
+    old, new = Owner("old"), Owner("new")
+    old.sock, old_peer = socket.socketpair()
+    fd = old.sock.fileno()
+    pump.register(fd, old.on_ready, _pump.READ)
+    old.sock.close()  # the number is free; the unregister is still to come
+    new.sock, new_peer = socket.socketpair()
+    if new.sock.fileno() != fd:  # make the reuse certain
+        os.dup2(new.sock.fileno(), fd)
+        new.sock.close()
+        new.sock = socket.socket(fileno=fd)
+    new.sock.setblocking(False)
+    pump.register(fd, new.on_ready, _pump.READ)
+    pump.unregister(fd, old)  # what the old socket's posted unregister does, late
+    new_peer.send(b"x")
+    qtbot.waitUntil(lambda: seen == ["new"], timeout=2000)
+    pump.unregister(fd, new)
+    for sock in (new.sock, old_peer, new_peer):
+        sock.close()
+    pump.deleteLater()
+
+
 def test_write_readiness_on_a_direct_watch(qtbot, qapp) -> None:
-    pump = _pump.EpollPump(promote_after=0)
+    pump = kept(_pump.EpollPump(promote_after=0))
     a, b = socket.socketpair()
     seen: list[int] = []
 
