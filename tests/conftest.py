@@ -28,11 +28,12 @@ def pump_backend(request, qapp):
     once; ``notifier`` the fallback with one QSocketNotifier per socket.
     """
     from sockcomp import _pump
+    from tests.util import kept
 
     previous = getattr(_pump._local, "pump", None)
-    fresh = (_pump.NotifierPump() if request.param == "notifier" else
-             _pump.EpollPump(promote_after=0 if request.param == "direct" else
-                             _pump.PROMOTE_AFTER))
+    fresh = kept(_pump.NotifierPump() if request.param == "notifier" else
+                 _pump.EpollPump(promote_after=0 if request.param == "direct" else
+                                 _pump.PROMOTE_AFTER))
     _pump._local.pump = fresh
     yield request.param
     _pump._local.pump = previous

@@ -29,6 +29,7 @@ from sockcomp import _pump
 from sockcomp._pump import EpollPump
 from sockcomp._sendqueue import RECEIVE_CHUNK
 from sockcomp.winsock import CustomWinSocket
+from tests.util import kept
 
 pytestmark = pytest.mark.skipif(not SUPPORTED, reason="read batching needs Linux SO_RCVLOWAT")
 
@@ -96,8 +97,8 @@ def test_a_one_way_stream_batches_after_a_streak_of_big_reads(qtbot, tcp_pair, w
     """Both ways a pump watches a socket honour the mark and wake when it is lowered: a
     notifier of its own (a busy socket's) and the epoll shared by the rest."""
     receiver, sender = tcp_pair
-    pump = EpollPump(direct_slots=0) if watched_by == "shared epoll" else \
-        EpollPump(promote_after=0)
+    pump = kept(EpollPump(direct_slots=0) if watched_by == "shared epoll" else
+                EpollPump(promote_after=0))
     ws = attached(receiver, pump)
     chunk = random.Random(1).randbytes(RECEIVE_CHUNK)
     for _ in range(BATCH_AFTER - 1):

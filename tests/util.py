@@ -58,6 +58,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: Every pump a test made, for the rest of the session. A dropped pump is garbage in a cycle
+#: (its notifiers' slots are its own methods), which Python's collector may free in any thread,
+#: a test's peer thread included; a QObject destroyed outside its own thread leaves Qt's event
+#: loop with dangling socket notifiers (a crash in the next iteration's check).
+_KEPT: list[Any] = []
+
+
+def kept(pump: Any) -> Any:
+    """``pump``, kept alive until the session ends (see ``_KEPT``); returns it."""
+    _KEPT.append(pump)
+    return pump
+
+
 class Job:
     """Runs ``fn(*args)`` in a plain thread (a peer that blocks); the test waits for it with
     the Qt loop running, so the component under test keeps serving meanwhile."""
