@@ -124,12 +124,15 @@ _SIGNALS: dict[type, dict[str, tuple[str, QMetaMethod]]] = {}
 
 def _signal(component: QObject, name: str) -> tuple[str, QMetaMethod]:
     """Event ``name``'s ``SIGNAL()`` string (``"2OnRead(PyObject,PyObject)"``) and its
-    QMetaMethod, from the component class's meta-object. (``QMetaMethod.fromSignal`` of the
-    bound signal is not used: in PySide6 6.11/6.12 it keeps the component alive for good.)"""
+    QMetaMethod, from the component class's meta-object.
+
+    PySide6 6.11/6.12 pitfalls avoided here: ``QMetaMethod.fromSignal`` of a bound signal keeps
+    the component alive for good, and ``metaObject()`` asked of an instance whose parent is
+    later deleted invalidates the class's ``staticMetaObject`` wrapper for good."""
     cache = _SIGNALS.get(type(component))
     if cache is None:
         cache = _SIGNALS[type(component)] = {}
-        mo = component.metaObject()
+        mo = type(component).staticMetaObject  # type: ignore[attr-defined]
         for index in range(mo.methodCount()):
             method = mo.method(index)
             if method.methodType() == QMetaMethod.MethodType.Signal:

@@ -9,11 +9,14 @@ side of the same rule (no Synchronize for such events) is in test_thread_server.
 """
 from __future__ import annotations
 
+import gc
 import socket
 import threading
 from typing import Any, Callable
 
 import pytest
+import shiboken6
+from PySide6.QtCore import QObject
 
 from sockcomp import ServerSocket, stNonBlocking
 from tests.util import EventLog, Job, recv_exactly, recv_until_eof
@@ -230,3 +233,25 @@ def test_an_idle_timeout_still_starts_without_an_onclientconnect_receiver(qtbot,
     assert Job(recv_until_eof, peer).wait(qtbot) == b""  # the server closed the silent one
     qtbot.waitUntil(lambda: srv.Socket.ActiveConnections == 0, timeout=WAIT)
     assert [getattr(e, "ErrorCode", None) for e in hook] == [10060]  # unhandled OnClientError
+
+
+def test_asking_qt_leaves_the_class_meta_object_usable_after_the_parent_goes(qtbot, servers,
+                                                                            hook):
+    """The accept asks Qt about receivers; doing so through the instance's ``metaObject()``
+    broke ``ServerSocket.staticMetaObject`` for good once the server's parent was deleted
+    (PySide6 6.11/6.12), and the QML and widget wrappers read it."""
+    class Server(ServerSocket):  # a class Qt has not been asked about yet
+        pass
+
+    parent = QObject()
+    srv = Server(parent)
+    srv.ServerType, srv.Address, srv.Port = stNonBlocking, "127.0.0.1", 0
+    srv.OnClientRead.connect(echo_handler)
+    srv.Open()
+    servers.echo(srv)
+    srv.Close()
+    del srv
+    shiboken6.delete(parent)
+    gc.collect()
+    assert Server.staticMetaObject.indexOfSignal("OnClientRead(PyObject,PyObject)") >= 0
+    assert hook == []
