@@ -83,7 +83,8 @@ class ServerSocket(SocketComponent):
 
     _connects = 0  # connect/disconnectNotify calls so far: a refresh that raced one is dropped
     _unconnected: Optional[tuple[int, frozenset[str]]] = None  # (_connects, signals) Qt gave
-    _trimmed_for: Optional[tuple[int, dict[int, Any]]] = None  # what _dispatch was trimmed for
+    _trimmed_for: Optional[tuple[int, int]] = None  # (_connects, _tables) _dispatch is for
+    _tables = 0  # dispatch tables _bind_dispatch made so far
     _dispatch_all: dict[int, Callable[..., None]] = {}  # set by _bind_dispatch
     _dispatch: dict[int, Callable[..., None]] = {}  # _dispatch_all less the skipped events
     _DISPATCH_METHODS = frozenset({*_CLIENT_DISPATCH.values(), "ClientErrorEvent",
@@ -272,11 +273,10 @@ class ServerSocket(SocketComponent):
         receiver comes or goes (asking costs ~2 µs an event), so a batch of accepts normally
         pays one comparison here.
         """
-        connects = self._connects
-        table = self._dispatch_all
-        trimmed = self._trimmed_for
-        if trimmed is not None and trimmed[0] == connects and trimmed[1] is table:
+        connects, tables = self._connects, self._tables
+        if self._trimmed_for == (connects, tables):
             return
+        table = self._dispatch_all
         cached = self._unconnected
         if cached is not None and cached[0] == connects:
             unconnected = cached[1]
@@ -296,11 +296,11 @@ class ServerSocket(SocketComponent):
         dispatch = {event: call for event, call in table.items() if event not in client}
         replaced = self._dispatch  # dropped after the lock (see __init__)
         with self._unhandled_lock:
-            if connects == self._connects and table is self._dispatch_all:
+            if connects == self._connects and tables == self._tables:
                 self._socket.unhandled_client_events = client
                 self._socket.unhandled_thread_events = thread
                 self._dispatch = dispatch
-                self._trimmed_for = (connects, table)
+                self._trimmed_for = (connects, tables)
         del replaced
 
     def connectNotify(self, signal: QMetaMethod) -> None:
@@ -347,6 +347,7 @@ class ServerSocket(SocketComponent):
         replaced = (self._dispatch_all, self._dispatch)  # dropped after the lock
         with self._unhandled_lock:
             self._dispatch_all = self._dispatch = table
+            self._tables += 1
         del replaced
         self._on_error = self._dispatch_call(owner, "ClientErrorEvent", fire("OnClientError"))
         self._on_line = self._dispatch_call(owner, "ClientLineReceived",

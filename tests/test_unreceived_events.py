@@ -255,3 +255,24 @@ def test_asking_qt_leaves_the_class_meta_object_usable_after_the_parent_goes(qtb
     gc.collect()
     assert Server.staticMetaObject.indexOfSignal("OnClientRead(PyObject,PyObject)") >= 0
     assert hook == []
+
+
+def test_an_unassigned_handlers_object_is_freed_without_waiting_for_an_accept(qtbot, servers,
+                                                                             hook):
+    """What the skipping remembers about the dispatch table keeps no handler alive."""
+    import weakref
+
+    class Session:
+        def on_read(self, Sender: Any, Socket: Any) -> None:
+            Socket.SendBuf(Socket.ReceiveBytes())
+
+    session = Session()
+    alive = weakref.ref(session)
+    srv = servers.make()
+    srv.OnClientRead = session.on_read
+    srv.Open()
+    servers.echo(srv)  # an accept: the table in use is trimmed, and remembered
+    srv.OnClientRead = None
+    del session
+    qtbot.waitUntil(lambda: alive() is None, timeout=WAIT)
+    assert hook == []
