@@ -367,6 +367,16 @@ def serve_qtcp(port: int) -> None:
 
 
 # ------------------------------------------------------------------------------ raw floor
+def _listener(port: int) -> socket.socket:
+    """A non-blocking listening socket on HOST:port for the raw floors."""
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((HOST, port))
+    ls.listen(BACKLOG)
+    ls.setblocking(False)
+    return ls
+
+
 def serve_raw_notifier(port: int) -> None:
     """The floor: plain sockets, one QSocketNotifier per direction, echo in Python."""
     from PySide6.QtCore import QSocketNotifier
@@ -432,11 +442,7 @@ def serve_raw_notifier(port: int) -> None:
 
     listeners = []
     for p, sink in ((port, False), (port + 1, True)):
-        ls = socket.socket()
-        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        ls.bind((HOST, p))
-        ls.listen(BACKLOG)
-        ls.setblocking(False)
+        ls = _listener(p)
         n = QSocketNotifier(ls.fileno(), QSocketNotifier.Type.Read)
 
         def on_accept(*_, ls=ls, sink=sink) -> None:
@@ -531,11 +537,7 @@ def serve_raw_epoll(port: int) -> None:
                 ep.modify(fd, OUT)  # backpressure: stop reading until drained
 
     for p, sink in ((port, False), (port + 1, True)):
-        ls = socket.socket()
-        ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        ls.bind((HOST, p))
-        ls.listen(BACKLOG)
-        ls.setblocking(False)
+        ls = _listener(p)
         listeners[ls.fileno()] = (ls, sink)
         ep.register(ls.fileno(), IN)
     notifier = QSocketNotifier(ep.fileno(), QSocketNotifier.Type.Read)

@@ -24,7 +24,7 @@ from sockcomp import (
     ClientSocket, ClientWinSocket, ESocketError, ESocketTimeout, ServerSocket, Var,
     WinSocketStream, ctBlocking, ctNonBlocking, eeConnect, eeLookup, stNonBlocking,
 )
-from tests.util import EventLog, free_port
+from tests.util import EventLog, free_port, recv_exactly, recv_until_eof
 
 WAIT = 5000
 PEER_TIMEOUT = 10.0
@@ -72,23 +72,6 @@ class Peer:
         self.listener.close()
 
 
-def recv_exactly(conn: socket.socket, n: int) -> bytes:
-    out = bytearray()
-    while len(out) < n:
-        chunk = conn.recv(n - len(out))
-        if not chunk:
-            break
-        out += chunk
-    return bytes(out)
-
-
-def recv_all(conn: socket.socket) -> bytes:
-    out = bytearray()
-    while True:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return bytes(out)
-        out += chunk
 
 
 class Resources:
@@ -187,8 +170,8 @@ def test_open_fires_lookup_connecting_connect_before_returning(res, how):
 
 
 def test_open_again_after_close_reconnects(res):
-    peer1 = res.peer(recv_all)
-    peer2 = res.peer(recv_all)
+    peer1 = res.peer(recv_until_eof)
+    peer2 = res.peer(recv_until_eof)
     cli = res.client(port=peer1.port)
     cli.Open()
     assert cli.Socket.SendText("first") == 5
@@ -348,7 +331,7 @@ def test_no_onread_or_onwrite_in_blocking_mode(qtbot, res):
 
 def test_sendbuf_and_sendtext_send_everything_before_returning(res):
     payload = random.Random(7).randbytes(4 * 1024 * 1024 + 123)
-    peer = res.peer(recv_all)
+    peer = res.peer(recv_until_eof)
     cli = res.client(port=peer.port)
     cli.Open()
     sock = cli.Socket
@@ -460,7 +443,7 @@ def test_stream_read_timeout_raises_esockettimeout_then_stream_still_works(res):
     def script(conn):
         assert recv_exactly(conn, 2) == b"go"
         conn.sendall(b"late data")
-        assert recv_all(conn) == b""
+        assert recv_until_eof(conn) == b""
 
     peer = res.peer(script)
     cli = res.client(port=peer.port)
@@ -517,7 +500,7 @@ def test_stream_read_returns_at_most_count_and_empty_bytes_at_eof(qtbot, res):
 
 def test_stream_write_returns_bytes_written_and_seek_is_always_0(res):
     payload = random.Random(3).randbytes(1024 * 1024)
-    peer = res.peer(recv_all)
+    peer = res.peer(recv_until_eof)
     cli = res.client(port=peer.port)
     cli.Open()
     stream = WinSocketStream(cli.Socket, 5000)
@@ -590,7 +573,7 @@ def test_stream_refuses_a_nonblocking_server_client_socket(qtbot, res):
 
 
 def test_stream_accepted_on_blocking_client_after_open(res):
-    peer = res.peer(recv_all)
+    peer = res.peer(recv_until_eof)
     cli = res.client(port=peer.port)
     cli.Open()
     stream = WinSocketStream(cli.Socket, 1000)

@@ -29,7 +29,6 @@ import ssl
 import statistics
 import struct
 import sys
-import threading
 import time
 import weakref
 from typing import Any, Callable, Optional
@@ -56,7 +55,7 @@ from sockcomp import (
 )
 from sockcomp.errors import _ERRNO_TO_WSA_NAMES, TLS_CERTIFICATE_INVALID
 from sockcomp.framing import FrameError, LineFramer
-from tests.util import EventLog, Watchdog, free_port
+from tests.util import EventLog, Job, Watchdog, free_port
 
 WAIT = 5000
 PROMPT = 3000  # ms: what "at once" / "promptly" may take on a slow CI machine
@@ -126,32 +125,6 @@ class Ending:
                     self.state = "eof"
         return self.state != "open"
 
-
-class Job:
-    """``fn(*args)`` in a daemon thread; ``result()`` runs the Qt loop until it ended."""
-
-    def __init__(self, fn: Callable[..., Any], *args: Any) -> None:
-        self.value: Any = None
-        self.error: Optional[BaseException] = None
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(fn, args), daemon=True,
-                                       name="test-peer")
-        self.thread.start()
-
-    def _run(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        try:
-            self.value = fn(*args)
-        except BaseException as exc:  # re-raised in the test thread by result()
-            self.error = exc
-        finally:
-            self.done.set()
-
-    def result(self, qtbot, timeout: int = WAIT) -> Any:
-        assert wait_for(qtbot, self.done.is_set, timeout), "the peer thread did not finish"
-        self.thread.join(1)
-        if self.error is not None:
-            raise self.error
-        return self.value
 
 
 def recv_exactly(sock: socket.socket, count: int) -> bytes:
@@ -449,7 +422,7 @@ def test_1b_client_that_never_reads_sees_a_reset_at_once(qtbot, pump_backend, ho
     cli.Open()
     assert wait_for(qtbot, lambda: log.count("OnWrite") == 1), log.names()
     peer = res.accept(lst)
-    assert Job(flood_until_stalled, peer).result(qtbot, timeout=20000) > 0
+    assert Job(flood_until_stalled, peer).wait(qtbot, timeout=20000) > 0
     assert log.names() == CONNECTED + ["OnRead"]  # OnRead never spins
     mark = len(log.events)
 
@@ -471,7 +444,7 @@ def _server_not_reading_then_reset(qtbot, res, hook, server_type) -> None:
     srv.Open()
     peer = res.connect(srv.Socket.LocalPort)
     assert wait_for(qtbot, lambda: log.count("OnClientWrite") == 1), log.names()
-    assert Job(flood_until_stalled, peer).result(qtbot, timeout=20000) > 0
+    assert Job(flood_until_stalled, peer).wait(qtbot, timeout=20000) > 0
     assert client_events(log) == ["OnClientConnect", "OnClientWrite", "OnClientRead"]
     mark = len(log.events)
 
@@ -516,7 +489,7 @@ def test_2_client_addresses_readable_in_onerror_and_ondisconnect_after_reset(
     cli.Open()
     handshake = accept_tls(res, lst, certs) if tls else None
     assert wait_for(qtbot, lambda: log.count("OnWrite") == 1), log.names()
-    peer = handshake.result(qtbot) if handshake is not None else res.accept(lst)
+    peer = handshake.wait(qtbot) if handshake is not None else res.accept(lst)
     local_port = peer.getpeername()[1]
     assert log.names() == CONNECTED
 
@@ -536,7 +509,7 @@ def _server_addresses_after_reset(qtbot, res, certs, tls, server_type) -> None:
     srv.OnClientDisconnect.connect(address_recorder(seen, "OnClientDisconnect"))
     srv.Open()
     port = srv.Socket.LocalPort
-    peer = connect_tls(res, port, certs).result(qtbot) if tls else res.connect(port)
+    peer = connect_tls(res, port, certs).wait(qtbot) if tls else res.connect(port)
     assert wait_for(qtbot, lambda: log.count("OnClientWrite") == 1), log.names()
     remote_port = peer.getsockname()[1]
     assert client_events(log) == ["OnClientConnect", "OnClientWrite"]
@@ -733,7 +706,7 @@ def check_queue_keeps_no_reference(qtbot, sock: Any, peer: socket.socket, kind: 
     if isinstance(big, bytearray):
         big[:SEND_LIMIT] = b"\x01" * SEND_LIMIT  # the caller reuses its buffer at once
     del big
-    data = Job(recv_exactly, peer, prefill + accepted).result(qtbot, timeout=20000)
+    data = Job(recv_exactly, peer, prefill + accepted).wait(qtbot, timeout=20000)
     assert len(data) == prefill + accepted
     assert data == bytes(len(data)), "the peer got bytes written after SendBuf returned"
 
@@ -946,7 +919,7 @@ def test_7_a_flood_of_empty_lines_does_not_starve_the_loop_or_another_client(
     res.jobs.append(trips)
     wait_for(qtbot, lambda: empty[0] == FLOOD_LINES and trips.done.is_set(), 25000)
     longest = dog.stop()
-    times = trips.result(qtbot)
+    times = trips.wait(qtbot)
     assert empty[0] == FLOOD_LINES
     assert longest < 100, f"the loop stalled for {longest:.0f} ms"
     assert statistics.median(times) < 0.050, f"median round trip {statistics.median(times):.3f} s"
