@@ -50,6 +50,7 @@ class WaitingTransport(Transport):
         # a worker's accepted socket comes blocking from accept(): keep it so (no system call)
         blocks = bool(DONTWAIT) and served_by_worker and sock.gettimeout() is None
         super().__init__(sock, protocol, pump, lock, served_by_worker, keep_blocking=blocks)
+        self.sends_alone = False  # the waiting caller sends too
         #: True while reads block in ``recv`` (see the module docstring).
         self.fd_blocks = False
         if blocks:

@@ -148,6 +148,18 @@ class SendQueue:
         """Queue what the kernel did not take of a chunk sent directly (already accepted)."""
         self._push(chunk, len(chunk))
 
+    def prepend_rest(self, chunk: Any) -> None:
+        """Queue, *before* everything queued, what the kernel did not take of a chunk sent
+        directly while the queue looked empty (another thread may have queued since)."""
+        n = len(chunk)
+        if not n:
+            return
+        self._own_items().appendleft(chunk)
+        self.appended += 1
+        self.queued += n
+        if self.queued > self.low_water:
+            self._notice_given = False
+
     def _push(self, chunk: Any, n: int) -> None:
         if not n:
             return  # nothing to send: an empty item would only stall the write loop

@@ -14,7 +14,10 @@ take and flush it on writability. A thread that may wait (a thread-mode worker, 
 caller) uses the ``*_wait`` methods of :mod:`sockcomp._blocking`, whose reads may make the
 descriptor block, every other call then passing ``MSG_DONTWAIT`` (:class:`PlainStream`). Every
 caller, in any thread, goes through the one :class:`~sockcomp._sendqueue.SendQueue` under the
-one lock, so bytes from different threads never interleave inside a send call.
+one lock, so bytes from different threads never interleave inside a send call. One exception:
+where only the pump's thread hands bytes to the kernel (``sends_alone``: no worker, no waiting
+caller), that thread's send of a whole ``bytes`` with nothing queued takes no lock
+(:meth:`Transport.send_bytes`).
 
 When its protocol releases it gracefully with bytes still queued, the transport keeps flushing
 them in the background (bounded by :data:`CLOSE_FLUSH_TIMEOUT_MS`), then closes the socket:
@@ -139,7 +142,7 @@ class Transport:
                  "served_by_worker", "reading", "watch_errors", "last_activity", "batch",
                  "_recv", "read_size", "_handshake_want", "handshake_started", "_mask",
                  "_registered", "_flush_posted", "_users", "owner_thread", "_closed",
-                 "_release_close", "_flush_timer", "read_shut", "peer_finished")
+                 "_release_close", "_flush_timer", "read_shut", "peer_finished", "sends_alone")
 
     def __init__(self, sock: socket.socket, protocol: Any, pump: Optional[Pump],
                  lock: Any, served_by_worker: bool = False, keep_blocking: bool = False) -> None:
@@ -179,6 +182,9 @@ class Transport:
         #: A plain read returned the end of the peer's stream: nothing can arrive after it, so
         #: a graceful close need not drain unread input first (one system call per connection).
         self.peer_finished = False
+        #: Only the pump's thread ever hands bytes to the kernel (a worker or a waiting caller
+        #: would too): other threads' sends are queued and flushed by the pump.
+        self.sends_alone = pump is not None and not served_by_worker
 
     # -- registration ---------------------------------------------------------------------
     def register(self, handler: Optional[Callable[[int], None]] = None, mask: int = 0) -> None:
@@ -407,27 +413,30 @@ class Transport:
         return n
 
     def send_bytes(self, data: bytes) -> int:
-        """:meth:`send` of a whole ``bytes`` (the common case): nothing queued, no limit, the
-        component's thread: straight to the kernel; else the general path."""
+        """:meth:`send` of a whole ``bytes`` (the common case); from the component's thread
+        with nothing queued and no limit, straight to the kernel, without the lock.
+
+        No lock is needed there: only this thread hands bytes to the kernel
+        (:attr:`sends_alone`), and another thread's concurrent send only appends to the queue,
+        which this thread flushes later. If such an append lands after the check below, the
+        other thread's bytes follow these (both calls were under way at once, so either order
+        is right), and what the kernel did not take of these goes *before* them.
+        """
         tx = self.tx
-        if _get_ident() == self.owner_thread and not tx.limit:
-            lock = self.lock
-            lock.acquire()  # not ``with``: half the cost on the hot path (docs/benchmarks.md)
-            try:
-                if not tx.items and not self.stream.has_output:
-                    try:
-                        sent = self.stream.send(data)
-                    except BlockingIOError:
-                        sent = 0
-                    self.last_activity = _monotonic()
-                    n = len(data)
-                    if sent == n:
-                        return n
-                    tx.append_rest(memoryview(data)[sent:])
-                    self._writer_needed(True)
+        if self.sends_alone and not tx.limit and _get_ident() == self.owner_thread:
+            if not tx.items and not self.stream.has_output:
+                try:
+                    sent = self.stream.send(data)
+                except BlockingIOError:
+                    sent = 0
+                self.last_activity = _monotonic()
+                n = len(data)
+                if sent == n:
                     return n
-            finally:
-                lock.release()
+                with self.lock:
+                    tx.prepend_rest(memoryview(data)[sent:])
+                self._writer_needed(True)
+                return n
         return self.send(data, memoryview(data))
 
     def _send_direct(self, view: memoryview) -> int:

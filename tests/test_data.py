@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sockcomp import SD_SEND, ClientSocket, ServerClientWinSocket, ServerSocket
-from tests.util import EventLog
+from tests.util import EventLog, SendInterleaver
 
 WAIT = 5000
 MiB = 1 << 20
@@ -250,6 +250,36 @@ def test_big_send_to_slow_reader_arrives_in_order_and_queue_drains(qtbot, res):
     assert result["total"] == len(data)
     assert result["sha"] == hashlib.sha256(data).hexdigest()
     assert sender.SendQueueLength == 0
+
+
+@pytest.mark.parametrize("side", ["server", "client"])
+def test_a_send_from_another_thread_during_a_partial_send_follows_all_of_it(qtbot, pair, side):
+    """The component's thread hands bytes to the kernel without the lock. When the kernel
+    takes only part of them and another thread's SendBuf lands meanwhile, the other thread's
+    bytes follow the whole of the first send, never its middle."""
+    first = random.Random(41).randbytes(16 * MiB)
+    second = b"<from another thread>"
+    sender, reader = (pair.peer, pair.cli) if side == "server" else (pair.cli.Socket, pair.srv)
+    rx = bytearray()
+    if side == "server":
+        reader.OnRead.connect(lambda s, sock: rx.extend(sock.ReceiveBytes()))
+    else:
+        reader.OnClientRead.connect(lambda s, sock: rx.extend(sock.ReceiveBytes()))
+    results: list[int] = []
+
+    def other_thread_sends() -> None:
+        job = threading.Thread(target=lambda: results.append(sender.SendBuf(second)))
+        job.start()
+        job.join(5)  # the component's thread is inside SendBuf: no event loop to wait with
+        assert not job.is_alive(), "another thread's SendBuf waited for the component's thread"
+
+    transport = sender.transport
+    transport.stream = interleaver = SendInterleaver(transport.stream, other_thread_sends)
+    assert sender.SendBuf(first) == len(first)
+    assert interleaver.fired and results == [len(second)]
+    assert sender.SendQueueLength > len(second)  # the rest of the first waits, then the second
+    qtbot.waitUntil(lambda: len(rx) >= len(first) + len(second), timeout=10000)
+    assert bytes(rx) == first + second
 
 
 # --- streams ---------------------------------------------------------------------------------

@@ -156,6 +156,26 @@ def test_order_is_kept_across_chunks_streams_and_shutdown() -> None:
     assert sock.fins == [len(sock.out)]
 
 
+def test_the_rest_of_a_direct_send_goes_before_what_others_queued_meanwhile() -> None:
+    """prepend_rest: the component's thread sent part of a chunk while the queue was empty;
+    another thread queued since. The rest of the chunk goes first, every count stays right."""
+    queue = SendQueue()
+    queue.low_water = 10
+    assert queue.write_notice_due()
+    put(queue, b"other thread")
+    queue.append_shutdown()
+    queue.prepend_rest(memoryview(b"direct send")[7:])
+    queue.prepend_rest(b"")  # nothing left over: nothing queued
+    check_counts(queue)
+    assert queue.queued == len(b"send") + len(b"other thread")
+    assert not queue.write_notice_due()  # above low water again: due once more when drained
+    sock = FakeSocket(take=[3])
+    assert drain(queue, sock) == DRAINED
+    assert bytes(sock.out) == b"send" + b"other thread"
+    assert sock.fins == [len(sock.out)]
+    assert queue.write_notice_due()
+
+
 def test_shutdown_waits_for_the_bytes_before_it() -> None:
     queue = SendQueue()
     before = data_of(6, 1000)

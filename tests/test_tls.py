@@ -17,7 +17,7 @@ from sockcomp import (
     stThreadBlocking,
 )
 from sockcomp.errors import TLS_CERTIFICATE_INVALID, TLS_HANDSHAKE_FAILED
-from tests.util import EventLog
+from tests.util import EventLog, SendInterleaver
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +98,41 @@ def test_bulk_transfer_and_half_close_over_tls(qtbot, certs) -> None:
     qtbot.waitUntil(lambda: bool(done), timeout=20000)
     assert "".join(answer) == hashlib.sha256(payload).hexdigest()
     srv.Close()
+
+
+def test_a_send_from_another_thread_during_a_partial_tls_send_follows_all_of_it(qtbot,
+                                                                               certs) -> None:
+    """As over plain TCP (test_data.py): the TLS layer takes a send in parts, and another
+    thread's SendBuf in the middle of it goes after all of it."""
+    first = os.urandom(4 << 20)
+    second = b"<from another thread>"
+    srv = tls_server(certs)
+    srv.Open()
+    cli = tls_client(certs, srv.Socket.LocalPort)
+    rx = bytearray()
+    cli.OnRead.connect(lambda s, sock: rx.extend(sock.ReceiveBytes()))
+    cli.Open()
+    qtbot.waitUntil(lambda: cli.Active and srv.Socket.ActiveConnections == 1, timeout=5000)
+    sender = srv.Socket.Connections[0]
+    qtbot.waitUntil(lambda: sender.TLSActive, timeout=5000)
+    results: list[int] = []
+
+    def other_thread_sends() -> None:
+        job = threading.Thread(target=lambda: results.append(sender.SendBuf(second)))
+        job.start()
+        job.join(5)
+        assert not job.is_alive(), "another thread's SendBuf waited for the component's thread"
+
+    transport = sender.transport
+    transport.stream = interleaver = SendInterleaver(transport.stream, other_thread_sends)
+    try:
+        assert sender.SendBuf(first) == len(first)
+        assert interleaver.fired and results == [len(second)]
+        qtbot.waitUntil(lambda: len(rx) >= len(first) + len(second), timeout=10000)
+        assert bytes(rx) == first + second
+    finally:
+        cli.Close()
+        srv.Close()
 
 
 def test_untrusted_certificate_is_an_error_with_a_clear_message(qtbot, certs, hook) -> None:

@@ -161,3 +161,24 @@ class Watchdog:
         self.longest_ms = max(self.longest_ms, (now - self._last) * 1000)
         self._last = now
         self.ticks += 1
+
+
+class SendInterleaver:
+    """Stands in for a transport's stream and runs ``during()`` inside the first kernel send
+    that takes only part of its bytes, after the kernel took them: another thread's calls land
+    in the middle of a send from the component's thread. Everything else is the stream's."""
+
+    def __init__(self, stream: Any, during: Callable[[], None]) -> None:
+        self._stream = stream
+        self._during = during
+        self.fired = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+    def send(self, data: Any) -> int:
+        sent = self._stream.send(data)
+        if not self.fired and sent < len(data):
+            self.fired = True
+            self._during()
+        return int(sent)
