@@ -68,32 +68,33 @@ class WaitingTransport(Transport):
         super().start_tls(context, server_side, hostname)
 
     def _enter(self) -> bool:
-        """Count the calling thread as a user of the descriptor; False when it is closed."""
-        lock = self.lock
-        lock.acquire()  # not ``with`` here and below: half the cost, once per read or write
-        try:
-            if self._closed:
-                return False
-            self._users += 1
-        finally:
-            lock.release()
+        """Count the calling thread as a user of the descriptor; False when it is closed.
+
+        No lock: the entry goes in first, then ``_closed`` is read, while a close sets
+        ``_closed`` first and then reads the entries (under the lock). So either the close
+        sees this thread (and leaves the descriptor to the last one out) or this thread sees
+        the close. The GIL orders these reads and writes; ``list.append`` and ``list.pop`` are
+        single steps under it.
+        """
+        users = self._users
+        users.append(None)
+        if self._closed:
+            self._leave()
+            return False
         return True
 
     def _leave(self) -> None:
         """The calling thread stopped using the descriptor: the last user out closes it if a
-        close came meanwhile."""
-        lock = self.lock
-        lock.acquire()
-        try:
-            self._users -= 1
-            close = self._users == 0 and self._release_close is not None
-            graceful = bool(self._release_close)
-            if close:
-                self._release_close = None
-        finally:
-            lock.release()
-        if close:
-            close_quietly(self.sock, graceful, drain=not self.peer_finished)
+        close came meanwhile (decided under the lock, so exactly one thread closes)."""
+        self._users.pop()
+        if self._release_close is None:  # the common case: no close came
+            return
+        with self.lock:
+            if self._users or self._release_close is None:
+                return
+            graceful = self._release_close
+            self._release_close = None
+        close_quietly(self.sock, graceful, drain=not self.peer_finished)
 
     def _wait(self, events: int, deadline: Deadline, use_wake: bool = True) -> int:
         """:func:`wait_fd` on this socket, as one of its users (see the module docstring)."""
@@ -157,14 +158,10 @@ class WaitingTransport(Transport):
         if timeout_ms is not None and timeout_ms < 0:
             timeout_ms = None
         wake = thread_state.wake
-        lock = self.lock
-        lock.acquire()  # _enter(), written out
-        try:
-            if self._closed:
-                return b""
-            self._users += 1
-        finally:
-            lock.release()
+        self._users.append(None)  # _enter(), written out
+        if self._closed:
+            self._leave()
+            return b""
         try:
             if not self.fd_blocks:
                 with self.lock:  # no send of another thread is under way meanwhile

@@ -170,7 +170,7 @@ class Transport:
         self._mask = 0
         self._registered = False
         self._flush_posted = False
-        self._users = 0               # threads inside a wait on this socket
+        self._users: list[None] = []  # one entry per thread inside a wait on this socket
         #: The component thread's ident (the pump's thread), -1 without a pump.
         self.owner_thread = pump.thread_ident if pump is not None else -1
         self._closed = False
@@ -589,17 +589,19 @@ class Transport:
                 self.pump.call_soon_threadsafe(self.pump.unregister, self.fd, self)
         with self.lock:
             self.tx.discard()
-            # A thread waits on this socket: wake it, and the last one out closes. Decided
-            # under the lock a waiter takes to leave, so it either sees the close due or is
-            # still inside; and the shutdown comes first, while the descriptor is surely open.
+            # A thread waits on this socket: wake it, and the last one out closes. The close is
+            # marked due before the waiters are counted (a waiter leaves the other way round,
+            # see WaitingTransport._enter), and whoever finds it due with nobody inside claims
+            # it under this lock; the shutdown comes first, while the descriptor is surely open.
+            self._release_close = graceful
             if self._users:
                 self.read_shut = True
-                self._release_close = graceful
                 try:
                     self.sock.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
                 return
+            self._release_close = None
         close_quietly(self.sock, graceful, drain=not self.peer_finished)
 
     @property
