@@ -87,8 +87,11 @@ class WaitingTransport(Transport):
         """The calling thread stopped using the descriptor: the last user out closes it if a
         close came meanwhile (decided under the lock, so exactly one thread closes)."""
         self._users.pop()
-        if self._release_close is None:  # the common case: no close came
-            return
+        if self._release_close is not None:
+            self._close_as_last_user()
+
+    def _close_as_last_user(self) -> None:
+        """A close came while threads were inside: the last one out closes the descriptor."""
         with self.lock:
             if self._users or self._release_close is None:
                 return
@@ -151,7 +154,7 @@ class WaitingTransport(Transport):
 
         Where it can (see the module docstring) this is one blocking ``recv``, written out in
         this method: it runs once per message in every worker, so the path that returns data
-        calls no helper but ``_leave``.
+        calls no helper.
         """
         if not DONTWAIT or timeout_ms == 0 or self.tls:
             return self._polling_read(size, timeout_ms)
@@ -190,7 +193,9 @@ class WaitingTransport(Transport):
         finally:
             if wake is not None:
                 wake.interrupt = None
-            self._leave()
+            self._users.pop()  # _leave(), written out
+            if self._release_close is not None:
+                self._close_as_last_user()
 
     def _polling_read(self, size: int, timeout_ms: Optional[int]) -> Optional[bytes]:
         """:meth:`read_wait` as non-blocking ``recv`` calls and waits for readiness (TLS, a
