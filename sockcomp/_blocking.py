@@ -139,7 +139,8 @@ class WaitingTransport(Transport):
                                              "TLS handshake abandoned (socket closed)")
             want = self.handshake_step()
             if want == HANDSHAKE_DONE:
-                self.last_activity = _monotonic()
+                if self.stamps:
+                    self.last_activity = _monotonic()
                 return
             if not self._wait(READY_READ if want == READ else READY_WRITE, deadline):
                 if deadline.expired:
@@ -184,7 +185,8 @@ class WaitingTransport(Transport):
             except BlockingIOError:  # SO_RCVTIMEO ran out
                 return None
             if data:
-                self.last_activity = _monotonic()
+                if self.stamps:
+                    self.last_activity = _monotonic()
             elif wake is not None and wake.signalled:
                 return None  # Terminate shut the read side to end the wait
             else:
@@ -224,7 +226,8 @@ class WaitingTransport(Transport):
         except BlockingIOError:
             return None
         if data:
-            self.last_activity = _monotonic()
+            if self.stamps:
+                self.last_activity = _monotonic()
         else:
             self.note_end_of_stream()
         return data
@@ -258,7 +261,8 @@ class WaitingTransport(Transport):
                         sent = self.stream.send(data)
                 except BlockingIOError:
                     sent = 0
-                self.last_activity = _monotonic()
+                if self.stamps:
+                    self.last_activity = _monotonic()
                 if sent == n:
                     return n
             else:

@@ -194,7 +194,9 @@ class Connection:
 
     @property
     def last_activity(self) -> float:
-        """``time.monotonic()`` of the connection's last traffic (IdleTimeout counts from it)."""
+        """``time.monotonic()`` of the connection's last traffic (IdleTimeout counts from it);
+        traffic is stamped only while IdleTimeout is set (else: when the connection opened or
+        the timeout last changed)."""
         t = self._transport
         return t.last_activity if t is not None else time.monotonic()
 
@@ -219,6 +221,16 @@ class Connection:
             if t is not None:
                 t.tx.limit = self.settings.SendQueueLimit
                 t.tx.low_water = self.settings.SendQueueLowWater
+        elif name == "IdleTimeout":
+            self._stamp_if_idle_timed()
+
+    def _stamp_if_idle_timed(self) -> None:
+        """The transport stamps its traffic only while an IdleTimeout needs it; a timeout set
+        on a live connection counts from now."""
+        t = self._transport
+        if t is not None:
+            t.stamps = bool(self.settings.IdleTimeout)
+            t.last_activity = time.monotonic()
 
     def _new_framer(self) -> None:
         """The framing settings changed (the receive side makes its framer)."""
@@ -228,6 +240,7 @@ class Connection:
         self.settings = other.settings.copy()
         self._life.allow_half_close = bool(self.settings.AllowHalfClose)
         self._new_framer()
+        self._stamp_if_idle_timed()
 
     def _open_transport(self, sock: socket.socket) -> Transport:
         """Make ``sock`` this object's connection (it is in a life-cycle phase already)."""
@@ -243,6 +256,7 @@ class Connection:
             self._waiter = None
         t.tx.limit = self.settings.SendQueueLimit
         t.tx.low_water = self.settings.SendQueueLowWater
+        t.stamps = bool(self.settings.IdleTimeout)
         self._transport = t
         self._os_sock = None
         self._rx = ReceiveBuffer(self.receive_high_water)

@@ -142,7 +142,8 @@ class Transport:
                  "served_by_worker", "reading", "watch_errors", "last_activity", "batch",
                  "_recv", "read_size", "_handshake_want", "handshake_started", "_mask",
                  "_registered", "_flush_posted", "_users", "owner_thread", "_closed",
-                 "_release_close", "_flush_timer", "read_shut", "peer_finished", "sends_alone")
+                 "_release_close", "_flush_timer", "read_shut", "peer_finished", "sends_alone",
+                 "stamps")
 
     def __init__(self, sock: socket.socket, protocol: Any, pump: Optional[Pump],
                  lock: Any, served_by_worker: bool = False, keep_blocking: bool = False) -> None:
@@ -160,6 +161,9 @@ class Transport:
         self.served_by_worker = served_by_worker
         self.reading = False          # the protocol wants data (pump mode)
         self.watch_errors = not served_by_worker
+        #: Stamp :attr:`last_activity` at each read and send (the owner turns it off while no
+        #: IdleTimeout needs it: a clock read is a tenth of a message's cost in Python).
+        self.stamps = True
         self.last_activity = _monotonic()
         self.batch = _batching.Batcher()
         self._recv = sock.recv
@@ -343,7 +347,8 @@ class Transport:
                 _batching.start(self)
         else:
             batch.streak = 0
-        self.last_activity = _monotonic()
+        if self.stamps:
+            self.last_activity = _monotonic()
         protocol = self.protocol
         if protocol is not None:
             protocol.data_received(data)
@@ -429,7 +434,8 @@ class Transport:
                     sent = self.stream.send(data)
                 except BlockingIOError:
                     sent = 0
-                self.last_activity = _monotonic()
+                if self.stamps:
+                    self.last_activity = _monotonic()
                 n = len(data)
                 if sent == n:
                     return n
@@ -444,7 +450,8 @@ class Transport:
             sent = self.stream.send(view)
         except BlockingIOError:
             return 0
-        self.last_activity = _monotonic()
+        if self.stamps:
+            self.last_activity = _monotonic()
         return int(sent)
 
     def _writer_needed(self, own: bool) -> None:
@@ -510,7 +517,8 @@ class Transport:
 
     def _send_counted(self, chunk: Any) -> int:
         sent = self.stream.send(chunk)
-        self.last_activity = _monotonic()
+        if self.stamps:
+            self.last_activity = _monotonic()
         return int(sent)
 
     # -- errors and the end -------------------------------------------------------------------

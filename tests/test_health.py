@@ -8,7 +8,8 @@ import time
 import pytest
 
 from sockcomp import (
-    ClientSocket, ESocketError, ServerSocket, eeConnect, eeGeneral,
+    ClientSocket, ESocketError, ServerSocket, eeConnect, eeGeneral, stNonBlocking,
+    stThreadBlocking,
 )
 from tests.util import EventLog, free_port, os_socket
 
@@ -78,8 +79,10 @@ def test_idle_timeout_closes_a_silent_connection_with_a_distinct_error(qtbot, ho
     srv.Close()
 
 
-def test_traffic_keeps_an_idle_timeout_from_firing(qtbot) -> None:
-    srv = listening_server(IdleTimeout=400)
+@pytest.mark.parametrize("server_type", [stNonBlocking, stThreadBlocking],
+                         ids=["nonblocking", "thread"])
+def test_traffic_keeps_an_idle_timeout_from_firing(qtbot, server_type) -> None:
+    srv = listening_server(ServerType=server_type, IdleTimeout=400)
     srv.OnClientRead.connect(lambda s, sock: sock.ReceiveText())
     cli = ClientSocket()
     cli.Address, cli.Port = "127.0.0.1", srv.Socket.LocalPort
@@ -91,6 +94,43 @@ def test_traffic_keeps_an_idle_timeout_from_firing(qtbot) -> None:
         qtbot.wait(150)
     assert srv.Socket.ActiveConnections == 1 and log.count("OnDisconnect") == 0
     cli.Close()
+    srv.Close()
+
+
+@pytest.mark.parametrize("server_type", [stNonBlocking, stThreadBlocking],
+                         ids=["nonblocking", "thread"])
+def test_sends_alone_keep_an_idle_timeout_from_firing(qtbot, hook, server_type) -> None:
+    """Traffic is either way: a peer that only listens is not idle while the server talks."""
+    srv = listening_server(ServerType=server_type, IdleTimeout=400)
+    log = EventLog(srv)
+    with socket.create_connection(("127.0.0.1", srv.Socket.LocalPort)) as peer:
+        qtbot.waitUntil(lambda: srv.Socket.ActiveConnections == 1, timeout=5000)
+        conn = srv.Socket.Connections[0]
+        for _ in range(8):  # 8 × 150 ms of talk: three times the timeout
+            assert conn.SendText("tick") == 4
+            qtbot.wait(150)
+        assert log.count("OnClientDisconnect") == 0
+        silent_since = time.monotonic()
+        qtbot.waitUntil(lambda: log.count("OnClientDisconnect") == 1, timeout=5000)
+        assert time.monotonic() - silent_since >= 0.25  # the last send counted
+        assert peer.recv(100) == b"tick" * 8
+    srv.Close()
+
+
+def test_an_idle_timeout_set_on_a_live_connection_counts_from_then(qtbot, hook) -> None:
+    """Without a timeout the connection's traffic is not stamped: one set later starts from
+    the moment it is set, not from the last stamp (the connection's start)."""
+    srv = listening_server()
+    cli = ClientSocket()
+    cli.Address, cli.Port = "127.0.0.1", srv.Socket.LocalPort
+    log = EventLog(cli)
+    cli.Open()
+    qtbot.waitUntil(lambda: cli.Active, timeout=5000)
+    qtbot.wait(400)  # silent for longer than the timeout about to be set
+    set_at = time.monotonic()
+    cli.IdleTimeout = 300
+    qtbot.waitUntil(lambda: log.count("OnDisconnect") == 1, timeout=5000)
+    assert time.monotonic() - set_at >= 0.29
     srv.Close()
 
 
