@@ -105,10 +105,22 @@ def _reaper(sock: CustomWinSocket) -> Callable[..., None]:
     return reap
 
 
-def _direct_call(handler: Callable[..., Any],
-                 blocked: Callable[[], bool]) -> Callable[..., None]:
+def _direct_call(handler: Callable[..., Any], blocked: Callable[[], bool],
+                 arity: int = -1) -> Callable[..., None]:
     """``handler`` called as its signal would call it: not while the component's signals are
-    blocked, and an exception printed through ``sys.excepthook`` (as PySide does for a slot)."""
+    blocked, and an exception printed through ``sys.excepthook`` (as PySide does for a slot).
+    ``arity``: the signal's argument count; the two-argument events (``Sender, Socket``: the
+    per-message ones) get a call without ``*args``, which packs and unpacks a tuple."""
+    if arity == 2:
+        def call2(sender: Any, socket: Any) -> None:
+            if blocked():
+                return
+            try:
+                handler(sender, socket)
+            except BaseException as exc:
+                sys.excepthook(type(exc), exc, exc.__traceback__)
+        return call2
+
     def call(*args: Any) -> None:
         if blocked():
             return
@@ -284,7 +296,8 @@ class SocketComponent(ScktComp):
         fires: dict[str, Callable[..., None]] = {}
         for name, (handler, connection) in assigned.items():
             if connection and self.receivers(_signature(self, name)) == 1:
-                fires[name] = _direct_call(handler, self.signalsBlocked)
+                fires[name] = _direct_call(handler, self.signalsBlocked,
+                                           _signal(self, name)[1].parameterCount())
         if generation == self.__dict__.get("_fires_generation", 0):  # no connect meanwhile
             self.__dict__["_fires"] = fires
             self._bind_dispatch()

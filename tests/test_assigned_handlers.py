@@ -120,6 +120,34 @@ def test_an_exception_in_a_direct_call_goes_where_a_slots_would(qtbot, server, m
     assert [str(e) for e in seen] == ["from the handler", "from the handler"]
 
 
+@pytest.mark.parametrize("name, args", [("OnClientRead", ("sender", "socket")),
+                                        ("OnClientLineReceived", ("sender", "socket", "line"))],
+                         ids=["two-arguments", "three-arguments"])
+def test_a_direct_call_of_any_arity_passes_the_arguments_and_keeps_the_rules(
+        qtbot, server, monkeypatch, name, args):
+    """Two-argument events have a direct call of their own (no ``*args``); both kinds pass
+    every argument, skip while signals are blocked, and report an exception as a slot's."""
+    seen: list[BaseException] = []
+    monkeypatch.setattr(sys, "excepthook", lambda kind, exc, tb: seen.append(exc))
+    calls: list[tuple[Any, ...]] = []
+
+    def handler(*got: Any) -> None:
+        calls.append(got)
+        if len(calls) == 2:
+            raise ValueError("second call")
+
+    setattr(server, name, handler)
+    assert direct(server, name)
+    fire = server._fire(name)
+    fire(*args)
+    server.blockSignals(True)
+    fire(*args)
+    server.blockSignals(False)
+    fire(*args)
+    assert calls == [args, args]
+    assert [str(e) for e in seen] == ["second call"]
+
+
 def test_a_manual_emit_still_reaches_the_assigned_handler(qtbot, server):
     calls: list[Any] = []
     server.OnClientRead = lambda Sender, Socket: calls.append(Socket)
