@@ -3,8 +3,8 @@
 One single-shot QTimer per component, set for the earliest deadline among its connections;
 transports only stamp their last traffic, so the per-event cost is one clock read (none for a
 connection without IdleTimeout: ``Transport.stamps``) and a 10,000-connection server does not
-need 10,000 timers. A connection that is still handshaking
-counts: a client that connects and never speaks TLS is closed like an idle one.
+need 10,000 timers. A connection that is still handshaking counts: a client that connects and
+never speaks TLS is closed like an idle one.
 """
 from __future__ import annotations
 
