@@ -4,6 +4,9 @@
     python bench/hotpath.py --profile  # the same under cProfile, top functions by own time
     python bench/hotpath.py --assigned # the handler assigned (server.OnClientRead = handler)
     python bench/hotpath.py --worker   # a thread-mode worker's Read + Write beyond recv + send
+    python bench/hotpath.py --count [--assigned | --worker]
+        # instructions per message instead of time: the same run under valgrind's callgrind,
+        # counters zeroed before one measured batch and dumped after it (needs valgrind)
 
 A ServerSocket (stNonBlocking) accepts one real loopback connection; then the accepted socket's
 OS socket is swapped for a stand-in whose ``recv`` returns 64 bytes and whose ``send`` accepts
@@ -16,9 +19,12 @@ system calls; use them to compare versions of the code, one after the other, on 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -28,6 +34,48 @@ sys.path.insert(0, os.environ.get("SOCKCOMP_BENCH_TREE")
 
 N = 100_000
 MESSAGE = b"x" * 64
+#: Set (to a label) in the run ``--count`` starts under callgrind: measure one batch between a
+#: zeroing and a dump of the counters instead of timing batches.
+COUNTING = os.environ.get("SOCKCOMP_HOTPATH_COUNT", "")
+
+
+def _callgrind(action: str) -> None:
+    """Zero (``-z``) or dump (``-d``) this process's callgrind counters."""
+    subprocess.run(["callgrind_control", action, str(os.getpid())], check=True,
+                   capture_output=True)
+
+
+def count(argv: list[str]) -> int:
+    """``--count``: run this script under callgrind and report instructions per message (a
+    figure that does not move with the machine's load, unlike the times)."""
+    if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
+        sys.exit("hotpath: --count needs valgrind (apt-get install valgrind)")
+    args = [a for a in argv if a != "--count"]
+    label = "worker" if "--worker" in args else "assigned" if "--assigned" in args else \
+        "connected"
+    with tempfile.TemporaryDirectory(prefix="sockcomp-hotpath-") as folder:
+        env = dict(os.environ, SOCKCOMP_HOTPATH_COUNT=label, PYTHONHASHSEED="0")
+        subprocess.run(["valgrind", "--tool=callgrind", f"--callgrind-out-file={folder}/cg.%p",
+                        sys.executable, os.path.abspath(__file__), *args],
+                       env=env, check=True, capture_output=True)
+        totals = {}
+        for name in os.listdir(folder):
+            with open(os.path.join(folder, name)) as f:
+                text = f.read()
+            trigger = [line for line in text.splitlines() if line.startswith("desc: Trigger")]
+            total = [line for line in text.splitlines() if line.startswith("totals:")]
+            if trigger and total and "dump" in trigger[0]:
+                totals[trigger[0].split()[-1]] = int(total[0].split()[1])
+    if label == "worker":
+        n = N // 4
+        stream, bare = totals["stream"] / n, totals["bare"] / n
+        print(f"worker Read + Write beyond recv + send: {stream - bare:,.0f} instructions per "
+              f"message (loop with them {stream:,.0f}, bare {bare:,.0f}; callgrind, "
+              f"Python {sys.version.split()[0]})")
+    else:
+        print(f"echo path ({label}): {totals['batch'] / N:,.0f} instructions per message "
+              f"(callgrind, one batch of {N:,}, Python {sys.version.split()[0]})")
+    return 0
 
 
 class _StandInSocket:
@@ -91,6 +139,14 @@ def worker() -> int:
                     return (time.perf_counter() - t0) / n * 1e6
 
                 stream_loop(), bare_loop()  # warm up
+                if COUNTING:
+                    for loop, name in ((stream_loop, "stream"), (bare_loop, "bare")):
+                        _callgrind("-z")
+                        loop()
+                        subprocess.run(["callgrind_control", "-d", name, str(os.getpid())],
+                                       check=True, capture_output=True)
+                    result["pairs"] = [(0.0, 0.0)]
+                    return
                 result["pairs"] = [(stream_loop(), bare_loop()) for _ in range(7)]
             except BaseException as exc:  # reported by the main thread
                 result["error"] = exc
@@ -126,6 +182,8 @@ def worker() -> int:
 
 
 def main(argv: list[str]) -> int:
+    if "--count" in argv:
+        return count(argv)
     if "--worker" in argv:
         return worker()
     from PySide6.QtCore import QCoreApplication
@@ -178,6 +236,12 @@ def main(argv: list[str]) -> int:
             pstats.Stats(profile).sort_stats("tottime").print_stats(15)
             return 0
         batch()  # warm up
+        if COUNTING:
+            _callgrind("-z")
+            batch()
+            subprocess.run(["callgrind_control", "-d", "batch", str(os.getpid())], check=True,
+                           capture_output=True)
+            return 0
         runs = [batch() for _ in range(7)]
         how = "assigned" if "--assigned" in argv else "connected"
         print(f"echo path ({how}): {statistics.median(runs):.2f} us per message "
