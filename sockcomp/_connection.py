@@ -225,12 +225,12 @@ class Connection:
             self._stamp_if_idle_timed()
 
     def _stamp_if_idle_timed(self) -> None:
-        """The transport stamps its traffic only while an IdleTimeout needs it; a timeout set
-        on a live connection counts from now."""
+        """The transport stamps its traffic only while an IdleTimeout needs it. A timeout set
+        where there was none counts from now (the last stamp may be old); a timeout changed or
+        written again keeps counting from the last traffic."""
         t = self._transport
         if t is not None:
-            t.stamps = bool(self.settings.IdleTimeout)
-            t.last_activity = time.monotonic()
+            t.stamp_traffic(bool(self.settings.IdleTimeout))
 
     def _new_framer(self) -> None:
         """The framing settings changed (the receive side makes its framer)."""
@@ -256,7 +256,7 @@ class Connection:
             self._waiter = None
         t.tx.limit = self.settings.SendQueueLimit
         t.tx.low_water = self.settings.SendQueueLowWater
-        t.stamps = bool(self.settings.IdleTimeout)
+        t.stamp_traffic(bool(self.settings.IdleTimeout))
         self._transport = t
         self._os_sock = None
         self._rx = ReceiveBuffer(self.receive_high_water)

@@ -29,6 +29,8 @@ def deadline(sock: CustomWinSocket) -> Optional[float]:
     if t is None or phase not in LIVE_PHASES or phase in (Phase.LOOKUP, Phase.CONNECTING):
         return None
     settings = sock.settings
+    if settings.IdleTimeout and not t.stamps:  # set past the setters (sock.settings directly)
+        t.stamp_traffic(True)
     due = t.last_activity + settings.IdleTimeout / 1000 if settings.IdleTimeout else None
     if settings.HandshakeTimeout and phase is Phase.HANDSHAKING and t.handshake_started:
         end = t.handshake_started + settings.HandshakeTimeout / 1000

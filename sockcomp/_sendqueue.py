@@ -150,7 +150,11 @@ class SendQueue:
 
     def prepend_rest(self, chunk: Any) -> None:
         """Queue, *before* everything queued, what the kernel did not take of a chunk sent
-        directly while the queue looked empty (another thread may have queued since)."""
+        directly while the queue looked empty (another thread may have queued since).
+
+        Only for a queue without waiting writers: the item put in front completes before
+        older item numbers, which :meth:`sent_through` and :meth:`withdraw` rely on (the pump
+        mode's lock-free send, where no thread waits on the queue)."""
         n = len(chunk)
         if not n:
             return

@@ -161,8 +161,9 @@ class Transport:
         self.served_by_worker = served_by_worker
         self.reading = False          # the protocol wants data (pump mode)
         self.watch_errors = not served_by_worker
-        #: Stamp :attr:`last_activity` at each read and send (the owner turns it off while no
-        #: IdleTimeout needs it: a clock read is a tenth of a message's cost in Python).
+        #: Stamp :attr:`last_activity` at each read and send (:meth:`stamp_traffic`: the owner
+        #: turns it off while no IdleTimeout needs it, a clock read being a tenth of a
+        #: message's cost in Python).
         self.stamps = True
         self.last_activity = _monotonic()
         self.batch = _batching.Batcher()
@@ -224,6 +225,13 @@ class Transport:
         if mask != self._mask:
             self._mask = mask
             pump.modify(self.fd, mask)
+
+    def stamp_traffic(self, on: bool) -> None:
+        """Stamp :attr:`last_activity` at each read and send from now on (``on``) or not.
+        Switching it on stamps now: the last stamp may be old."""
+        if on and not self.stamps:
+            self.last_activity = _monotonic()
+        self.stamps = on
 
     def in_pump_thread(self) -> bool:
         return _get_ident() == self.owner_thread

@@ -134,6 +134,46 @@ def test_an_idle_timeout_set_on_a_live_connection_counts_from_then(qtbot, hook) 
     srv.Close()
 
 
+def test_writing_the_same_idle_timeout_again_does_not_restart_it(qtbot, hook) -> None:
+    """A binding or a settings reload may write IdleTimeout over and over: a silent connection
+    must still time out, counting from its last traffic (found in review)."""
+    srv = listening_server()
+    cli = ClientSocket()
+    cli.Address, cli.Port = "127.0.0.1", srv.Socket.LocalPort
+    cli.IdleTimeout = 300
+    log = EventLog(cli)
+    cli.Open()
+    qtbot.waitUntil(lambda: cli.Active, timeout=5000)
+    for _ in range(15):  # 1.5 s of rewriting the same value, five times the timeout
+        if log.count("OnDisconnect"):
+            break
+        cli.IdleTimeout = 300
+        qtbot.wait(100)
+    assert log.count("OnDisconnect") == 1
+    srv.Close()
+
+
+def test_an_idle_timeout_set_past_the_setters_still_counts_traffic(qtbot, hook) -> None:
+    """``Socket.settings.IdleTimeout`` written directly skips the setter that turns stamping
+    on; the idle watch turns it on when it first looks, so a busy connection is never taken
+    for an idle one."""
+    srv = listening_server()
+    srv.OnClientRead.connect(lambda s, sock: sock.ReceiveText())
+    cli = ClientSocket()
+    cli.Address, cli.Port = "127.0.0.1", srv.Socket.LocalPort
+    log = EventLog(cli)
+    cli.Open()
+    qtbot.waitUntil(lambda: cli.Active, timeout=5000)
+    cli.Socket.settings.IdleTimeout = 300
+    cli.KeepAlive = cli.KeepAlive  # any setting written through the component arms the watch
+    for _ in range(8):  # 8 × 100 ms of chatter
+        cli.Socket.SendText("tick")
+        qtbot.wait(100)
+    assert log.count("OnDisconnect") == 0
+    qtbot.waitUntil(lambda: log.count("OnDisconnect") == 1, timeout=5000)  # then silence
+    srv.Close()
+
+
 def test_connect_timeout_without_a_thread(qtbot, hook) -> None:
     # A listener with a full backlog that never accepts: the SYN goes unanswered.
     blocker = socket.socket()
