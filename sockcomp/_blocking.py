@@ -13,7 +13,7 @@ time limit, because each extra system call is one more hand-over of the GIL, and
 of worker threads the hand-overs are what a message costs (``recv`` that finds nothing, then
 ``poll``, then ``recv`` again took twice the time of one ``recv``). The descriptor then blocks,
 and every other call on it passes ``MSG_DONTWAIT``, so the component's thread still never waits.
-A ServerClientThread's ``Terminate`` ends such a read through :attr:`WakeUp.interrupt`, which
+A ServerClientThread's ``Terminate`` ends such a read through :attr:`WakeUp.blocked_read`, which
 shuts the read side down; ``Close`` from another thread already shuts the socket down.
 """
 from __future__ import annotations
@@ -177,7 +177,7 @@ class WaitingTransport(Transport):
                                      struct.pack("@ll", seconds, ms * 1000))
                 self.recv_timeout = timeout_ms
             if wake is not None:
-                wake.interrupt = self.shut_read  # Terminate ends the read so
+                wake.blocked_read = self  # Terminate ends the read with our shut_read()
                 if wake.signalled:
                     return None
             try:
@@ -194,7 +194,7 @@ class WaitingTransport(Transport):
             return data
         finally:
             if wake is not None:
-                wake.interrupt = None
+                wake.blocked_read = None
             self._users.pop()  # _leave(), written out
             if self._release_close is not None:
                 self._close_as_last_user()

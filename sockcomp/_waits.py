@@ -17,7 +17,7 @@ import os
 import select
 import threading
 import time
-from typing import Callable, Optional
+from typing import Any, Optional
 
 __all__ = ["WakeUp", "Doorbell", "wait_fd", "set_thread_wake", "thread_wake", "thread_state",
            "READY_READ", "READY_WRITE", "Deadline"]
@@ -42,17 +42,21 @@ thread_state = _ThreadState()
 class WakeUp:
     """A flag another thread can raise to end a wait at once (an eventfd or a pipe).
 
-    A wait in :func:`wait_fd` watches :attr:`fd`; a thread blocked in a system call that no
-    descriptor can end (a blocking ``recv``) sets :attr:`interrupt` for the time of the call
-    and checks :attr:`signalled` after setting it, so :meth:`set` either finds the callable
-    or the thread finds the flag.
+    A wait in :func:`wait_fd` watches :attr:`fd`; a thread blocked in a read that no
+    descriptor can end (a blocking ``recv``) sets :attr:`blocked_read` for the time of the call
+    and checks :attr:`signalled` after setting it, so :meth:`set` either finds the reader or the
+    thread finds the flag.
     """
+
+    __slots__ = ("signalled", "blocked_read", "_r", "_w", "fd", "_guard", "_closed")
 
     def __init__(self) -> None:
         #: True from :meth:`set` until :meth:`clear`.
         self.signalled = False
-        #: Called by :meth:`set` (from the setting thread) to end the owner's current call.
-        self.interrupt: Optional[Callable[[], None]] = None
+        #: What the owner is blocked reading from, while it is (anything with ``shut_read()``,
+        #: which :meth:`set` calls from the setting thread to end the read). An object, not a
+        #: bound method: the read sets it once per message and would make a new one each time.
+        self.blocked_read: Any = None
         if hasattr(os, "eventfd"):
             self._r = self._w = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
         else:  # pragma: no cover - platforms without eventfd
@@ -75,9 +79,9 @@ class WakeUp:
                     os.write(self._w, (1).to_bytes(8, "little"))
                 except OSError:
                     pass  # already signalled (pipe full)
-        interrupt = self.interrupt
-        if interrupt is not None:
-            interrupt()
+        reader = self.blocked_read
+        if reader is not None:
+            reader.shut_read()
 
     def clear(self) -> None:
         """Take the signal back (the woken thread has seen it)."""
