@@ -118,7 +118,8 @@ DOCS = {
     "SendQueueLowWater": "OnWrite fires when the send queue has drained to this many bytes "
                          "(default 0: empty).",
     "IdleTimeout": "Milliseconds without traffic (a TLS handshake included) after which the "
-                   "connection is closed with OnError(eeGeneral, 10060); 0: never.",
+                   "connection is closed with OnError(eeGeneral, 10060); 0: never. Set on a "
+                   "live connection that had none, it counts from that moment.",
     "HandshakeTimeout": "Milliseconds a TLS handshake may take (default 60000; 0: no limit); "
                         "expiry is OnError(eeConnect, 10060). A client's ConnectTimeout, when "
                         "set, covers the handshake too.",
