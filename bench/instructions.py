@@ -5,6 +5,7 @@ does not move with the machine's load.
     python bench/instructions.py --servers sockcomp-nb-assigned,asyncio-protocol --only conc
     python bench/instructions.py --tree before=/path/to/other/checkout \\
         --servers sockcomp-thread,sockcomp-thread@before          # before/after
+    python bench/instructions.py --cache --only conc               # also first-level cache misses
 
 Wall-clock rates on a shared VM swing by a third from one minute to the next (docs/
 benchmarks.md); the number of instructions a server executes for the same work does not.
@@ -48,17 +49,26 @@ SCENARIOS = {
 }
 
 
-def _totals(path: str) -> int:
-    """The ``totals:`` line of a callgrind dump: instructions executed."""
+#: ``--cache``: callgrind also simulates the caches; these events are reported per unit.
+CACHE_EVENTS = ("D1mr", "D1mw", "I1mr")
+
+
+def _totals(path: str) -> dict[str, int]:
+    """The ``totals:`` line of a callgrind dump, by event (``Ir``: instructions executed)."""
+    events: list[str] = []
     with open(path) as f:
         for line in f:
-            if line.startswith("totals:"):
-                return int(line.split()[1])
+            if line.startswith("events:"):
+                events = line.split()[1:]
+            elif line.startswith("totals:"):
+                counts = dict.fromkeys(events, 0)  # callgrind leaves out trailing zeros
+                counts.update(zip(events, map(int, line.split()[1:]), strict=False))
+                return counts
     raise RuntimeError(f"no totals in {path}")
 
 
-def _dump(pid: int, outdir: str, label: str) -> int:
-    """Dump the running server's counters (then zero them); returns the instructions."""
+def _dump(pid: int, outdir: str, label: str) -> dict[str, int]:
+    """Dump the running server's counters (then zero them); returns the totals by event."""
     before = set(os.listdir(outdir))
     subprocess.run(["callgrind_control", f"--dump={label}", str(pid)], check=True,
                    capture_output=True)
@@ -71,12 +81,14 @@ def _dump(pid: int, outdir: str, label: str) -> int:
     raise RuntimeError(f"callgrind did not dump {label}")
 
 
-def measure(exe: str, kind: str, scenario: str) -> float:
-    """Marginal user-space instructions per unit of ``scenario`` on server ``kind``."""
+def measure(exe: str, kind: str, scenario: str, cache: bool = False) -> dict[str, float]:
+    """Marginal user-space instructions (``Ir``; with ``cache``, also the simulated first-level
+    cache misses of :data:`CACHE_EVENTS`) per unit of ``scenario`` on server ``kind``."""
     args_of, small, large, per, _unit = SCENARIOS[scenario]
     outdir = tempfile.mkdtemp(prefix="sockcomp-callgrind-")
     wrapper = ("valgrind", "--tool=callgrind", f"--callgrind-out-file={outdir}/cg.%p",
-               "--dump-instr=no", "--collect-atstart=yes")
+               "--dump-instr=no", "--collect-atstart=yes") + \
+        (("--cache-sim=yes",) if cache else ())
     server = run.Server(kind, wrapper)
     try:
         def load(n: int) -> None:
@@ -93,7 +105,8 @@ def measure(exe: str, kind: str, scenario: str) -> float:
     finally:
         server.stop()
         shutil.rmtree(outdir, ignore_errors=True)
-    return (second - first) / ((large - small) * per)
+    return {event: (second[event] - first[event]) / ((large - small) * per)
+            for event in second}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", default=",".join(SCENARIOS), help="conc, conn or both")
     ap.add_argument("--tree", action="append", default=[], metavar="NAME=PATH",
                     help="add KIND@NAME servers importing sockcomp from PATH (as bench/run.py)")
+    ap.add_argument("--cache", action="store_true",
+                    help="also simulate the caches: first-level misses per unit (" +
+                    ", ".join(CACHE_EVENTS) + "); slower")
     args = ap.parse_args(argv)
     if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
         ap.error("needs valgrind (apt-get install valgrind)")
@@ -113,10 +129,17 @@ def main(argv: list[str] | None = None) -> int:
     servers = [s for s in args.servers.split(",") if s]
     exe = run.build_loadgen()
     print(f"# user-space instructions (valgrind callgrind), Python {sys.version.split()[0]}")
-    print("| server | " + " | ".join(f"{s}: per {SCENARIOS[s][4]}" for s in scenarios) + " |")
-    print("|---|" + "---:|" * len(scenarios))
+    shown = ("Ir",) + (CACHE_EVENTS if args.cache else ())
+    print("| server | " + " | ".join(
+        f"{s}: {event + ' ' if event != 'Ir' else ''}per {SCENARIOS[s][4]}"
+        for s in scenarios for event in shown) + " |")
+    print("|---|" + "---:|" * (len(scenarios) * len(shown)))
     for kind in servers:
-        cells = [f"{measure(exe, kind, s):,.0f}" for s in scenarios]
+        cells = []
+        for s in scenarios:
+            counts = measure(exe, kind, s, args.cache)
+            cells += [f"{counts[event]:,.0f}" if event == "Ir" else f"{counts[event]:,.1f}"
+                      for event in shown]
         print(f"| {kind} | " + " | ".join(cells) + " |", flush=True)
     return 0
 
