@@ -76,8 +76,7 @@ class WaitingTransport(Transport):
         the close. The GIL orders these reads and writes; ``list.append`` and ``list.pop`` are
         single steps under it.
         """
-        users = self._users
-        users.append(None)
+        self._users.append(None)
         if self._closed:
             self._leave()
             return False

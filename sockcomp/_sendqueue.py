@@ -155,19 +155,15 @@ class SendQueue:
         Only for a queue without waiting writers: the item put in front completes before
         older item numbers, which :meth:`sent_through` and :meth:`withdraw` rely on (the pump
         mode's lock-free send, where no thread waits on the queue)."""
-        n = len(chunk)
-        if not n:
-            return
-        self._own_items().appendleft(chunk)
-        self.appended += 1
-        self.queued += n
-        if self.queued > self.low_water:
-            self._notice_given = False
+        self._push(chunk, len(chunk), front=True)
 
-    def _push(self, chunk: Any, n: int) -> None:
+    def _push(self, chunk: Any, n: int, front: bool = False) -> None:
         if not n:
             return  # nothing to send: an empty item would only stall the write loop
-        self._own_items().append(chunk)
+        if front:
+            self._own_items().appendleft(chunk)
+        else:
+            self._own_items().append(chunk)
         self.appended += 1
         self.queued += n
         if self.queued > self.low_water:

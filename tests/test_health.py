@@ -23,6 +23,18 @@ def listening_server(**props) -> ServerSocket:
     return srv
 
 
+def connected_client(qtbot, srv: ServerSocket, **props) -> tuple[ClientSocket, EventLog]:
+    """A ClientSocket connected to ``srv`` (``props`` set before Open), and its event log."""
+    cli = ClientSocket()
+    cli.Address, cli.Port = "127.0.0.1", srv.Socket.LocalPort
+    for name, value in props.items():
+        setattr(cli, name, value)
+    log = EventLog(cli)
+    cli.Open()
+    qtbot.waitUntil(lambda: cli.Active, timeout=5000)
+    return cli, log
+
+
 def test_keepalive_options_reach_the_os_on_both_sides(qtbot) -> None:
     srv = listening_server(KeepAlive=True, KeepAliveTime=7000, KeepAliveInterval=2000,
                            KeepAliveCount=3)
@@ -84,11 +96,7 @@ def test_idle_timeout_closes_a_silent_connection_with_a_distinct_error(qtbot, ho
 def test_traffic_keeps_an_idle_timeout_from_firing(qtbot, server_type) -> None:
     srv = listening_server(ServerType=server_type, IdleTimeout=400)
     srv.OnClientRead.connect(lambda s, sock: sock.ReceiveText())
-    cli = ClientSocket()
-    cli.Address, cli.Port = "127.0.0.1", srv.Socket.LocalPort
-    log = EventLog(cli)
-    cli.Open()
-    qtbot.waitUntil(lambda: cli.Active, timeout=5000)
+    cli, log = connected_client(qtbot, srv)
     for _ in range(8):  # 8 × 150 ms of chatter: three times the timeout, never idle
         cli.Socket.SendText("tick")
         qtbot.wait(150)
@@ -121,11 +129,7 @@ def test_an_idle_timeout_set_on_a_live_connection_counts_from_then(qtbot, hook) 
     """Without a timeout the connection's traffic is not stamped: one set later starts from
     the moment it is set, not from the last stamp (the connection's start)."""
     srv = listening_server()
-    cli = ClientSocket()
-    cli.Address, cli.Port = "127.0.0.1", srv.Socket.LocalPort
-    log = EventLog(cli)
-    cli.Open()
-    qtbot.waitUntil(lambda: cli.Active, timeout=5000)
+    cli, log = connected_client(qtbot, srv)
     qtbot.wait(400)  # silent for longer than the timeout about to be set
     set_at = time.monotonic()
     cli.IdleTimeout = 300
@@ -138,12 +142,7 @@ def test_writing_the_same_idle_timeout_again_does_not_restart_it(qtbot, hook) ->
     """A binding or a settings reload may write IdleTimeout over and over: a silent connection
     must still time out, counting from its last traffic (found in review)."""
     srv = listening_server()
-    cli = ClientSocket()
-    cli.Address, cli.Port = "127.0.0.1", srv.Socket.LocalPort
-    cli.IdleTimeout = 300
-    log = EventLog(cli)
-    cli.Open()
-    qtbot.waitUntil(lambda: cli.Active, timeout=5000)
+    cli, log = connected_client(qtbot, srv, IdleTimeout=300)
     for _ in range(15):  # 1.5 s of rewriting the same value, five times the timeout
         if log.count("OnDisconnect"):
             break
@@ -159,11 +158,7 @@ def test_an_idle_timeout_set_past_the_setters_still_counts_traffic(qtbot, hook) 
     for an idle one."""
     srv = listening_server()
     srv.OnClientRead.connect(lambda s, sock: sock.ReceiveText())
-    cli = ClientSocket()
-    cli.Address, cli.Port = "127.0.0.1", srv.Socket.LocalPort
-    log = EventLog(cli)
-    cli.Open()
-    qtbot.waitUntil(lambda: cli.Active, timeout=5000)
+    cli, log = connected_client(qtbot, srv)
     cli.Socket.settings.IdleTimeout = 300
     cli.KeepAlive = cli.KeepAlive  # any setting written through the component arms the watch
     for _ in range(8):  # 8 × 100 ms of chatter
