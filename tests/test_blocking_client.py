@@ -420,6 +420,8 @@ def test_stream_waitfordata_false_after_timeout_true_with_data_and_at_eof(res):
     stream = WinSocketStream(cli.Socket, 5000)
     assert stream.TimeOut == 5000
     assert isinstance(stream, io.RawIOBase)
+    stream.tag = "app data"  # an application's own attribute, as on any io object
+    assert stream.tag == "app data"
 
     t0 = time.monotonic()
     assert stream.WaitForData(150) is False
