@@ -112,21 +112,24 @@ class Connection:
     KeepAliveCount = Setting("KeepAliveCount")
 
     # Defaults on the class: an instance stores only what differs (a server may hold 10,000
-    # of these), so most are assigned only when a connection needs them.
+    # of these), so most are assigned only when a connection needs them. What every
+    # connection sets is an instance attribute from __init__ instead: Python 3.12+ does not
+    # specialise a read of an instance attribute that shadows a class attribute (about twice
+    # the cost, measured), and some of these are read for every message.
     _user_lock: Optional[Any] = None    # Lock()/Unlock(): the application's, made on first use
-    _transport: Optional[Transport] = None
-    _waiter: Optional[WaitingTransport] = None  # the transport, when it waits
-    _flushing: Optional[Transport] = None  # a released transport still flushing
-    _pump: Optional[Pump] = None
-    _event_sink: EventSink = staticmethod(no_event)
-    _error_sink: ErrorSink = staticmethod(no_error)
-    _frame_sink: FrameSink = staticmethod(no_frame)
-    _framer: Any = None
+    _transport: Optional[Transport]
+    _waiter: Optional[WaitingTransport]  # the transport, when it waits
+    _flushing: Optional[Transport]      # a released transport still flushing
+    _pump: Optional[Pump]
+    _event_sink: EventSink
+    _error_sink: ErrorSink
+    _frame_sink: FrameSink
+    _framer: Any
     _frames_due = False                 # frames wait for the next turn (fairness)
     _renotify_pending = False
-    _reading_stopped = False            # Shutdown(SD_RECEIVE)
-    _blocking = False                   # reads and sends may wait (see _may_wait)
-    _worker_served = False              # stThreadBlocking: a worker thread reads
+    _reading_stopped: bool              # Shutdown(SD_RECEIVE)
+    _blocking: bool                     # reads and sends may wait (see _may_wait)
+    _worker_served: bool                # stThreadBlocking: a worker thread reads
     _notify_read = True                 # OnRead (ASyncStyles has asRead; not ctBlocking)
     _notify_write = True                # OnWrite (ASyncStyles has asWrite; not ctBlocking)
     _async_styles: frozenset[AsyncStyle] = DEFAULT_ASYNC_STYLES
@@ -152,6 +155,13 @@ class Connection:
         self._rx = ReceiveBuffer(self.receive_high_water)
         #: The per-connection settings (the properties above read and write them).
         self.settings = ConnectionSettings()
+        self._transport = self._waiter = self._flushing = None
+        self._pump = None
+        self._event_sink = no_event
+        self._error_sink = no_error
+        self._frame_sink = no_frame
+        self._framer = None
+        self._reading_stopped = self._blocking = self._worker_served = False
         if sock is not None:
             self._os_sock = sock
 
