@@ -158,11 +158,12 @@ class _DirectWatch:
     an epoll registration does; creating and connecting a new one costs ten times more.
     """
 
-    __slots__ = ("pump", "fd", "handler", "mask", "reader", "writer", "writer_fd", "errors",
-                 "errors_fd")
+    __slots__ = ("pump", "soon", "fd", "handler", "mask", "reader", "writer", "writer_fd",
+                 "errors", "errors_fd")
 
     def __init__(self, pump: "EpollPump") -> None:
         self.pump = pump
+        self.soon = pump._soon  # read after every event: a QObject's attributes read slower
         self.fd = -1
         self.handler: Optional[Handler] = None
         self.mask = 0
@@ -228,9 +229,8 @@ class _DirectWatch:
                 handler(events)
             except BaseException as exc:
                 HandleException(exc)
-        pump = self.pump
-        if pump._soon:
-            pump._run_soon()
+        if self.soon:
+            self.pump._run_soon()
 
 
 class EpollPump(Pump):
