@@ -381,10 +381,11 @@ class _NotifierWatch:
     """One socket's three notifiers (read, write, errors) in the fallback pump; recycled for
     the next socket instead of deleted, so no deferred deletion can outlive the pump."""
 
-    __slots__ = ("pump", "fd", "handler", "notifiers")
+    __slots__ = ("pump", "soon", "fd", "handler", "notifiers")
 
     def __init__(self, pump: "NotifierPump") -> None:
         self.pump = pump
+        self.soon = pump._soon  # as _DirectWatch.soon
         self.fd = -1
         self.handler: Optional[Handler] = None
         types = (QSocketNotifier.Type.Read, QSocketNotifier.Type.Write,
@@ -419,9 +420,8 @@ class _NotifierWatch:
                 handler(events)
             except BaseException as exc:
                 HandleException(exc)
-        pump = self.pump
-        if pump._soon:
-            pump._run_soon()
+        if self.soon:
+            self.pump._run_soon()
 
 
 class NotifierPump(Pump):
