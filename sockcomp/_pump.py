@@ -238,7 +238,6 @@ class EpollPump(Pump):
     """The Linux pump: one shared epoll, and direct notifiers for up to ``direct_slots`` busy
     sockets (ready in ``promote_after`` wakes; 0: the first sockets registered, at once)."""
 
-
     def __init__(self, direct_slots: int = DIRECT_SLOTS,
                  promote_after: int = PROMOTE_AFTER) -> None:
         super().__init__()
