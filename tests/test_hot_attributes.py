@@ -7,11 +7,12 @@ per-message fields live, on real connections in each server mode and on a worker
 """
 from __future__ import annotations
 
-import socket
 from typing import Any
 
-from sockcomp import ServerClientThread, ServerSocket, WinSocketStream, stThreadBlocking
+from sockcomp import ServerClientThread, WinSocketStream
 from tests.test_data import Pair, pair, res  # noqa: F401  (fixtures)
+from tests.test_thread_server import connect
+from tests.test_worker_reads import thread_server
 from tests.util import recv_exactly
 
 WAIT = 5000
@@ -26,7 +27,8 @@ def shadowed(obj: Any) -> set[str]:
     return {name for name in vars(obj) if any(name in vars(k) for k in type(obj).__mro__)}
 
 
-def test_the_per_message_fields_of_both_ends_shadow_no_class_attribute(pair: Pair) -> None:
+def test_the_per_message_fields_of_both_ends_shadow_no_class_attribute(
+        pair: Pair) -> None:  # noqa: F811  (the fixture)
     for sock in (pair.peer, pair.cli.Socket):
         assert PER_MESSAGE <= set(vars(sock)), type(sock).__name__
         assert not PER_MESSAGE & shadowed(sock), type(sock).__name__
@@ -42,14 +44,9 @@ def test_a_workers_connection_and_stream_keep_their_fields_the_fast_way(qtbot, q
             seen["stream dict"] = dict(vars(stream))  # the stream's own fields are in slots
             seen["socket"] = self.ClientSocket
 
-    srv = ServerSocket()
-    srv.ServerType = stThreadBlocking
-    srv.Address, srv.Port = "127.0.0.1", 0
-    srv.OnGetThread.connect(
-        lambda Sender, ClientSocket, SocketThread:
-        setattr(SocketThread, "value", Echo(False, ClientSocket)))
+    srv = thread_server([], Echo)
     srv.Open()
-    peer = socket.create_connection(("127.0.0.1", srv.Socket.LocalPort), timeout=5)
+    peer = connect(srv.Socket.LocalPort)
     try:
         peer.sendall(b"ping")
         qtbot.waitUntil(lambda: "socket" in seen, timeout=WAIT)  # the loop accepts meanwhile
