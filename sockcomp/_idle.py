@@ -12,7 +12,7 @@ import errno
 import time
 from typing import Callable, Iterable, Optional
 
-from PySide6.QtCore import QObject, QTimer
+from PySide6.QtCore import QTimer
 
 from ._lifecycle import LIVE_PHASES, Phase
 from .enums import eeConnect
@@ -53,11 +53,12 @@ def expire(sock: CustomWinSocket, now: float) -> None:
 
 
 class IdleWatch:
-    """Watches the sockets ``sockets()`` returns, each with its own deadlines."""
+    """Watches the sockets ``sockets()`` returns, each with its own deadlines, with ``timer``
+    (single-shot, of the component's thread; its owner stops and deletes it)."""
 
-    def __init__(self, owner: QObject, sockets: Callable[[], Iterable[CustomWinSocket]]) -> None:
+    def __init__(self, timer: QTimer, sockets: Callable[[], Iterable[CustomWinSocket]]) -> None:
         self._sockets = sockets
-        self._timer = QTimer(owner)
+        self._timer = timer
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._check)
 

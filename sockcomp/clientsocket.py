@@ -4,7 +4,7 @@ from __future__ import annotations
 import ssl
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
-from PySide6.QtCore import QObject, QTimer
+from PySide6.QtCore import QObject
 
 from . import enums as _enums
 from ._component import SocketComponent, event, qt_property, weak_method
@@ -78,9 +78,8 @@ class ClientSocket(SocketComponent):
         self._reconnect_delay = 0
         self._wanted = False
         self._reopen = False  # Open() was called while the connection was ending
-        self._reconnect_timer = QTimer(self)
-        self._reconnect_timer.setSingleShot(True)
-        self._reconnect_timer.timeout.connect(self._reconnect)
+        self._reconnect_timer = self._owned_timer()
+        self._reconnect_timer.timeout.connect(weak_method(self, "_reconnect"))
         self.TLSContext: Optional[ssl.SSLContext] = None
         """A ready ``ssl.SSLContext``, overriding the other TLS properties."""
         sock = self._socket

@@ -1,0 +1,282 @@
+"""A component whose Python object dies in a thread that is not its own.
+
+Python finalizes an object where its last reference goes, and the cyclic collector runs in
+whichever thread happens to allocate: a component held in a cycle (a form whose methods are its
+handlers, the way ported code is written) is as likely to be collected in a thread-mode worker,
+a peer thread or the lookup pool as in the GUI thread. Qt requires a QObject, its timers
+above all, to be destroyed in its own thread; before the fix the component's destructor ran in
+the collecting thread, stopped nothing ("Timers cannot be stopped from another thread"), closed
+its sockets beside the owner's loop, and the owner crashed when a timer of the freed component
+came due.
+
+What each test pins: nothing happens in the foreign thread (the peer's connection is still open
+when it is done); the owner's next loop turn destroys the component there (its ``destroyed``
+signal fires in the owner's thread), closes its sockets and stops its timers; no handler runs;
+Qt prints no cross-thread warning; and the loop keeps running past the timers' due times.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import pytest
+from PySide6.QtCore import QObject, Qt, Slot
+
+from sockcomp import ClientSocket, ServerSocket, stNonBlocking, stThreadBlocking
+from tests.test_lifecycle_faults import (
+    PROMPT,
+    Ending,
+    Resources,
+    certs,  # noqa: F401 (a fixture)
+    record_names,
+    refused,
+    res,  # noqa: F401 (a fixture)
+    settle,
+    tls_client_props,
+    wait_for,
+)
+
+HOWS = ["unref-in-thread", "collected-in-thread", "parent-collected-in-thread"]
+IDLE_MS = 60_000  # an idle timer that is running, due long after the test
+
+
+class Form:
+    """What ported code looks like: a plain object holding the component, whose method is a
+    handler (form -> component -> handler -> form: a cycle only the collector frees)."""
+
+    def __init__(self, component: QObject, parent: Optional[QObject]) -> None:
+        self.component = component
+        self.parent = parent
+        self.events: list[str] = []
+        component.OnError = self.on_error  # an assigned handler: the cycle
+
+    def on_error(self, *args: Any) -> None:
+        self.events.append("OnError")
+
+
+def in_thread(fn: Callable[[], Any]) -> str:
+    """Run ``fn`` in a new thread and wait for it; returns the thread's name."""
+    thread = threading.Thread(target=fn, name="foreign")
+    thread.start()
+    thread.join(10)
+    assert not thread.is_alive()
+    return thread.name
+
+
+def make(cls: type, how: str) -> tuple[QObject, Optional[QObject]]:
+    parent = QObject() if how == "parent-collected-in-thread" else None
+    return cls(parent), parent
+
+
+def drop_in_thread(box: list[Any], how: str) -> None:
+    """Give up the component (``box`` holds the only references) in a foreign thread: drop the
+    last reference there, or make it cyclic garbage and run the collector there."""
+    if how == "unref-in-thread":
+        in_thread(box.clear)
+        return
+    component, parent = box
+    box.clear()
+    Form(component, parent)  # garbage in a cycle from here on
+    if parent is not None:
+        parent.cycle = parent  # the parent's wrapper owns the component: collect the parent
+    del component, parent
+    in_thread(gc.collect)
+
+
+class Destruction(QObject):
+    """The threads in which the component's ``destroyed`` fired. A slot of a QObject, with a
+    direct connection: PySide drops a plain Python function connected to a signal when the
+    sender's wrapper dies first (as it does when a parent is collected in another thread)."""
+
+    def __init__(self, component: QObject) -> None:
+        super().__init__()
+        self.threads: list[str] = []
+        component.destroyed.connect(self.record, Qt.ConnectionType.DirectConnection)
+
+    @Slot()
+    def record(self) -> None:
+        self.threads.append(threading.current_thread().name)
+
+
+def no_thread_warnings(qtlog) -> list[str]:
+    return [r.message for r in qtlog.records if "thread" in r.message.lower()]
+
+
+@pytest.fixture
+def no_gc():
+    """The collector runs only where a test runs it (the foreign thread)."""
+    gc.collect()
+    gc.disable()
+    yield
+    gc.enable()
+
+
+def destroyed_in_another_thread(qtbot, qtlog, box: list[Any], how: str, peer: socket.socket,
+                                calls: list[str]) -> Destruction:
+    """Drop the component (``box``: it and its parent, the only references) in a foreign
+    thread, check that nothing happened there, then let the owner's loop destroy it; returns
+    where ``destroyed`` fired."""
+    destruction = Destruction(box[0])
+    ending = Ending(peer)
+    mark = len(calls)
+    drop_in_thread(box, how)
+    assert not ending.poll(), "the component's sockets were closed in the foreign thread"
+    if how != "parent-collected-in-thread":
+        assert destruction.threads == []  # waits for the owner's loop
+    assert wait_for(qtbot, ending.poll, PROMPT)
+    assert ending.state == "eof"
+    settle(qtbot)
+    assert calls[mark:] == []
+    assert no_thread_warnings(qtlog) == []
+    return destruction
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("how", HOWS)
+def test_a_connected_client_dropped_in_another_thread_closes_in_its_own(
+        qtbot, qtlog, pump_backend, res: Resources, no_gc, how) -> None:  # noqa: F811
+    lst = res.listen()
+    cli, parent = make(ClientSocket, how)
+    cli.Address, cli.Port, cli.IdleTimeout = "127.0.0.1", lst.getsockname()[1], IDLE_MS
+    calls: list[str] = []
+    record_names(cli, calls)
+    cli.Open()
+    assert wait_for(qtbot, lambda: "OnWrite" in calls), calls
+    peer = res.accept(lst)
+    box = [cli, parent]
+    del cli, parent
+    destruction = destroyed_in_another_thread(qtbot, qtlog, box, how, peer, calls)
+    # with a parent collected there, Qt destroys the pair in that thread; only the sockets and
+    # timers wait for the owner
+    assert destruction.threads == (
+        ["foreign"] if how == "parent-collected-in-thread" else ["MainThread"])
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("server_type", [stNonBlocking, stThreadBlocking],
+                         ids=["stNonBlocking", "stThreadBlocking"])
+@pytest.mark.parametrize("how", HOWS)
+def test_a_server_dropped_in_another_thread_closes_in_its_own(
+        qtbot, qtlog, res: Resources, no_gc, how, server_type) -> None:  # noqa: F811
+    srv, parent = make(ServerSocket, how)
+    srv.ServerType, srv.Address, srv.Port = server_type, "127.0.0.1", 0
+    srv.IdleTimeout = IDLE_MS
+    calls: list[str] = []
+    record_names(srv, calls)
+    srv.Open()
+    port = srv.Socket.LocalPort
+    peer = res.connect(port)
+    assert wait_for(qtbot, lambda: "OnClientWrite" in calls), calls
+    box = [srv, parent]
+    del srv, parent
+    destroyed_in_another_thread(qtbot, qtlog, box, how, peer, calls)
+    assert wait_for(qtbot, lambda: refused(port), PROMPT), "the port still accepts connections"
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("how", HOWS)
+def test_a_client_in_its_tls_handshake_dropped_in_another_thread(
+        qtbot, qtlog, certs, res: Resources, no_gc, how) -> None:  # noqa: F811
+    lst = res.listen()  # accepts, never speaks TLS: the handshake deadline's timer runs
+    cli, parent = make(ClientSocket, how)
+    cli.Address, cli.Port = "127.0.0.1", lst.getsockname()[1]
+    for name, value in tls_client_props(certs).items():
+        setattr(cli, name, value)
+    calls: list[str] = []
+    record_names(cli, calls)
+    cli.Open()
+    box = [cli, parent]
+    del cli, parent
+    assert wait_for(qtbot, lambda: box[0].Socket.Phase.name == "HANDSHAKING"), box
+    peer = res.accept(lst)
+    destroyed_in_another_thread(qtbot, qtlog, box, how, peer, calls)
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("how", HOWS)
+def test_a_reconnecting_client_dropped_in_another_thread_stops_reconnecting(
+        qtbot, qtlog, res: Resources, no_gc, how) -> None:  # noqa: F811
+    lst = res.listen()
+    port = lst.getsockname()[1]
+    cli, parent = make(ClientSocket, how)
+    cli.Address, cli.Port = "127.0.0.1", port
+    cli.AutoReconnect, cli.ReconnectInterval = True, 200
+    calls: list[str] = []
+    record_names(cli, calls)
+    cli.Open()
+    assert wait_for(qtbot, lambda: "OnWrite" in calls), calls
+    res.accept(lst).close()  # the server drops it: the reconnect timer runs
+    box = [cli, parent]
+    del cli, parent
+    assert wait_for(qtbot, lambda: box[0].Reconnecting), calls
+    destruction = Destruction(box[0])
+    mark = len(calls)
+    drop_in_thread(box, how)
+    qtbot.wait(600)  # past the reconnect interval (and its backoff's first step)
+    lst.settimeout(0)
+    with pytest.raises(BlockingIOError):
+        lst.accept()  # no reconnect attempt reached the listener
+    assert calls[mark:] == []
+    assert destruction.threads == (
+        ["foreign"] if how == "parent-collected-in-thread" else ["MainThread"])
+    assert no_thread_warnings(qtlog) == []
+
+
+SCENARIO = r"""
+import gc, socket, sys, threading, time
+from PySide6.QtCore import QCoreApplication, QEventLoop
+from sockcomp import ClientSocket
+
+app = QCoreApplication([])
+lst = socket.socket()
+lst.bind(("127.0.0.1", 0))
+lst.listen(8)
+
+
+class Form:
+    def __init__(self):
+        self.client = ClientSocket()
+        self.client.Address, self.client.Port = "127.0.0.1", lst.getsockname()[1]
+        self.client.IdleTimeout = 200
+        self.client.OnConnect = self.on_connect
+        self.connected = False
+
+    def on_connect(self, sender, socket):
+        self.connected = True
+
+
+def turn_loop(seconds, until=lambda: False):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end and not until():
+        app.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 20)
+
+
+gc.disable()
+form = Form()
+form.client.Open()
+turn_loop(5, lambda: form.connected)
+peer, _ = lst.accept()
+del form
+worker = threading.Thread(target=gc.collect)
+worker.start()
+worker.join()
+turn_loop(1)  # the idle timer (200 ms) of the collected component would be due meanwhile
+peer.settimeout(2)
+print("peer", peer.recv(10) == b"" and "eof")
+"""
+
+
+def test_the_reported_crash_a_form_collected_in_a_worker_thread() -> None:
+    """The reported input, in a process of its own (a crash must not take the suite with it): a
+    form-held client with a running idle timer, collected in another thread, then the loop."""
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", SCENARIO], cwd=root, env=env, timeout=60,
+                         capture_output=True, text=True)
+    assert (out.returncode, out.stdout, out.stderr) == (0, "peer eof\n", "")
