@@ -20,18 +20,18 @@ from __future__ import annotations
 import sys
 import threading
 import weakref
-from functools import partial
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import shiboken6
-from PySide6.QtCore import Property, QMetaMethod, QObject, QTimer, Signal, Slot
+from PySide6.QtCore import Property, QMetaMethod, QObject, QTimer, Signal
 
 from ._designtime import in_designer
 from ._idle import IdleWatch
 from ._pump import current_pump
+from ._reaping import Reaper
 from ._settings import DOCS, check_port, check_service, check_text
 from .enums import FrameOverflow, FramingMode, ScktComp
-from .errors import ESocketError, HandleException
+from .errors import ESocketError
 from .winsock import CustomWinSocket
 
 __all__ = ["SocketComponent", "weak_method", "ACTIVE_ERROR", "qt_property",
@@ -95,54 +95,14 @@ def setting_property(name: str, type_: type) -> dict[str, Any]:
     return qt_property(name, type_, fget, fset, DOCS[name])
 
 
-class _Reaper(QObject):
-    """What runs when its component is destroyed: stop the component's timers and close its
-    sockets, firing nothing, in the component's thread.
-
-    A QObject of that thread (a child of its pump), not a closure: Qt queues the component's
-    ``destroyed`` to it when another thread destroys the component, and the connection
-    survives the component's Python wrapper, which PySide may free before the C++ object (a
-    parent collected in another thread), dropping every plain Python slot of it."""
-
-    _orphans: set["_Reaper"] = set()  # made without a QCoreApplication: no pump to hold them
-
-    def __init__(self, sock: CustomWinSocket, pump: Optional[QObject]) -> None:
-        super().__init__(pump)
-        if pump is None:
-            _Reaper._orphans.add(self)
-        self._sock = sock
-        #: Run before the sockets close: the component's timers, stopped and deleted.
-        self.at_reap: list[Callable[[], None]] = []
-
-    @Slot()
-    def reap(self) -> None:
-        sock = self._sock
+def _closer(sock: CustomWinSocket) -> Callable[[], None]:
+    """What a destroyed component's reaper runs: close its sockets, firing nothing."""
+    def close() -> None:
         try:
-            for dispose in self.at_reap:
-                dispose()
             sock.abandon()
         except RuntimeError:  # Qt is being torn down (application exit): no events, no Qt
             sock.drop_os_sockets()
-        except BaseException as exc:  # the loop must survive whatever happens here
-            HandleException(exc)
-        finally:
-            self.at_reap.clear()
-            _Reaper._orphans.discard(self)
-            if self.parent() is not None:
-                self.deleteLater()
-
-
-def _dispose_timer(timer: QTimer) -> None:
-    if shiboken6.isValid(timer):  # the component's own child when there was no pump
-        timer.stop()
-        timer.deleteLater()
-
-
-def _delete_in_owner_thread(component: QObject) -> None:
-    """Destroy the C++ side of a component whose wrapper was finalized in another thread
-    (``SocketComponent.__del__``); runs in the component's own thread."""
-    if shiboken6.isValid(component):
-        shiboken6.delete(component)
+    return close
 
 
 def _direct_call(handler: Callable[..., Any], blocked: Callable[[], bool],
@@ -239,25 +199,17 @@ class SocketComponent(ScktComp):
             pump = None
             self._loading = False
         self.__dict__["_fires_pump"] = pump  # the component thread's (assigned handlers)
-        # The component's timers belong to its thread's pump, not to the component: a
-        # component destroyed in another thread (its parent deleted there) must not take
-        # running timers with it. The reaper stops and deletes them in the owner's thread.
-        reaper = _Reaper(socket, pump)
-        self._at_reap = reaper.at_reap
+        # ends the component in its own thread, whichever thread lets it go (_reaping)
+        self._reaper = Reaper.for_component(self, _closer(socket), pump)
         self._idle = IdleWatch(self._owned_timer(), weak_method(self, "_watched_sockets", ()))
-        self.destroyed.connect(reaper.reap)
         # made now, while the object is whole: Qt may notify a disconnect while PySide is
         # tearing the wrapper down, and no weak reference should be created then
         self.__dict__["_fires_refresh"] = weak_method(self, "_refresh_fires")
 
     def _owned_timer(self) -> QTimer:
-        """A single-shot timer of the component's thread, deleted with the component (in that
-        thread, whichever thread destroys the component)."""
-        pump = self.__dict__["_fires_pump"]
-        timer = QTimer(pump or self)
-        timer.setSingleShot(True)
-        self._at_reap.append(partial(_dispose_timer, timer))
-        return timer
+        """A single-shot timer of the component's thread, stopped when the component ends (in
+        that thread, whichever thread destroys the component)."""
+        return self._reaper.timer(self)
 
     def _end_loading(self) -> None:
         try:
@@ -266,18 +218,12 @@ class SocketComponent(ScktComp):
             pass  # the C++ side was deleted before the loop turned
 
     def __del__(self) -> None:
-        # Python finalizes an object wherever its last reference goes, and the cyclic
-        # collector runs in whichever thread happens to allocate: a component held in a cycle
-        # (a form whose methods are its handlers) is often collected in a worker, peer or
-        # lookup thread. Its C++ side must not be destroyed there: the destructor would stop
-        # its timers from the wrong thread (Qt leaves them registered: a crash in the owner's
-        # next loop turn) and close its sockets beside the owner's loop. So the object is
-        # kept (resurrected) and deleted on the owner's next turn; its sockets close there.
-        pump = self.__dict__.get("_fires_pump")
-        if pump is None or pump.in_own_thread() or not shiboken6.isValid(self) \
-                or not shiboken6.ownedByPython(self) or not self.thread().isRunning():
-            return  # the owner's thread, a C++ owner, or no loop left to disturb
-        pump.call_soon_threadsafe(_delete_in_owner_thread, self)
+        # Python finalizes an object wherever its last reference goes (the cyclic collector
+        # runs in any thread). A component finalized outside its own thread is kept and
+        # deleted there (_reaping); a C++ parent owns the others.
+        reaper = self.__dict__.get("_reaper")
+        if reaper is not None and shiboken6.isValid(self) and shiboken6.ownedByPython(self):
+            reaper.destroy_later(self)
 
     @property
     def Loading(self) -> bool:

@@ -56,11 +56,10 @@ def _no_test_thread_outlives_its_test():
         thread.join(max(deadline - time.monotonic(), 0))
 
 
-
-
-@pytest.fixture(autouse=True)
-def _garbage_is_collected_in_the_gui_thread():
-    """A test's cyclic garbage is collected here, in the GUI thread, when the test ends.
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """A test's cyclic garbage is collected here, in the GUI thread, once the test and its
+    fixtures are done (pytest has dropped their values by then).
 
     Python's collector runs in whichever thread happens to allocate, so garbage a test leaves
     would otherwise be freed later by a peer, worker or timeout thread of another test. Qt

@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import pytest
-from PySide6.QtCore import QObject, Qt, Slot
+from PySide6.QtCore import QCoreApplication, QObject, Qt, Slot
 
-from sockcomp import ClientSocket, ServerSocket, stNonBlocking, stThreadBlocking
+from sockcomp import ClientSocket, ServerSocket, ctBlocking, stNonBlocking, stThreadBlocking
+from sockcomp._pump import current_pump
+from sockcomp._reaping import SPARES_KEPT
 from tests.test_lifecycle_faults import (
     PROMPT,
     Ending,
@@ -233,6 +235,7 @@ import gc, socket, sys, threading, time
 from PySide6.QtCore import QCoreApplication, QEventLoop
 from sockcomp import ClientSocket
 
+early = ClientSocket() if sys.argv[1:] == ["before-app"] else None
 app = QCoreApplication([])
 lst = socket.socket()
 lst.bind(("127.0.0.1", 0))
@@ -241,7 +244,7 @@ lst.listen(8)
 
 class Form:
     def __init__(self):
-        self.client = ClientSocket()
+        self.client = early or ClientSocket()
         self.client.Address, self.client.Port = "127.0.0.1", lst.getsockname()[1]
         self.client.IdleTimeout = 200
         self.client.OnConnect = self.on_connect
@@ -259,6 +262,7 @@ def turn_loop(seconds, until=lambda: False):
 
 gc.disable()
 form = Form()
+early = None
 form.client.Open()
 turn_loop(5, lambda: form.connected)
 peer, _ = lst.accept()
@@ -272,11 +276,69 @@ print("peer", peer.recv(10) == b"" and "eof")
 """
 
 
-def test_the_reported_crash_a_form_collected_in_a_worker_thread() -> None:
+@pytest.mark.parametrize("made", ["after-app", "before-app"])
+def test_the_reported_crash_a_form_collected_in_a_worker_thread(made) -> None:
     """The reported input, in a process of its own (a crash must not take the suite with it): a
-    form-held client with a running idle timer, collected in another thread, then the loop."""
+    form-held client with a running idle timer, collected in another thread, then the loop;
+    also with the client made before the QCoreApplication (no pump yet: its timers are its
+    own children)."""
     env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
     root = Path(__file__).resolve().parent.parent
-    out = subprocess.run([sys.executable, "-c", SCENARIO], cwd=root, env=env, timeout=60,
-                         capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", SCENARIO, made], cwd=root, env=env,
+                         timeout=60, capture_output=True, text=True)
     assert (out.returncode, out.stdout, out.stderr) == (0, "peer eof\n", "")
+
+
+@pytest.mark.timeout(30)
+def test_blocking_clients_of_a_worker_without_a_loop_close_when_collected_elsewhere(
+        qtbot, res: Resources, no_gc) -> None:  # noqa: F811
+    """ctBlocking clients belong to a worker thread that never runs an event loop (as the
+    README advises); held in cycles, they are collected in the GUI thread while the worker
+    lives on. Nothing could ever run in the worker's loop, so they end where they are
+    collected: every peer sees EOF and no component is left."""
+    lst = res.listen(backlog=16)
+    port = lst.getsockname()[1]
+    made, stop = threading.Event(), threading.Event()
+
+    def worker() -> None:
+        for _ in range(10):
+            cli = ClientSocket()
+            cli.ClientType, cli.Address, cli.Port = ctBlocking, "127.0.0.1", port
+            cli.Open()
+            Form(cli, None)  # garbage in a cycle
+            del cli
+        made.set()
+        stop.wait(10)
+
+    thread = threading.Thread(target=worker, name="blocking-worker")
+    thread.start()
+    try:
+        assert made.wait(10)
+        peers = [Ending(res.accept(lst)) for _ in range(10)]
+        gc.collect()
+        assert wait_for(qtbot, lambda: all(p.poll() for p in peers), PROMPT)
+        assert [p.state for p in peers] == ["eof"] * 10
+        assert [o for o in gc.get_objects() if isinstance(o, ClientSocket)] == []
+    finally:
+        stop.set()
+        thread.join(10)
+
+
+def test_ended_components_leave_a_bounded_number_of_objects_in_the_pump(qapp) -> None:
+    """Each component's reaper and timers are kept for reuse, up to a bound, in a loop driven
+    by ``processEvents()`` alone too (where ``deleteLater`` never runs)."""
+    pump = current_pump()
+
+    def turn() -> None:
+        for _ in range(5):
+            QCoreApplication.processEvents()
+
+    turn()
+    baseline = len(pump.children())
+    for _ in range(3):
+        components = [ClientSocket() for _ in range(2 * SPARES_KEPT)] + \
+            [ServerSocket() for _ in range(SPARES_KEPT)]
+        del components
+        gc.collect()
+        turn()
+    assert len(pump.children()) <= baseline + 2 * SPARES_KEPT
