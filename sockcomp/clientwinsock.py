@@ -14,6 +14,8 @@ import os
 import socket
 from typing import Any, Optional, Union
 
+import shiboken6
+
 from ._lifecycle import Input, Phase
 from ._pump import current_pump
 from ._resolve import AddrInfo, Lookup, lookup_async, lookup_numeric
@@ -161,7 +163,8 @@ class ClientWinSocket(CustomWinSocket):
         self._connect(infos)
 
     def _start_connect_timer(self, timeout_ms: int) -> None:
-        """One QTimer per socket, stopped once the attempt ends (never one that outlives it)."""
+        """A QTimer of the pump's for this attempt, deleted once the attempt ends (never one
+        that outlives it: the pump lives as long as its thread)."""
         if self._connect_timer is None:
             from PySide6.QtCore import QTimer
             self._connect_timer = QTimer(self._pump)
@@ -170,8 +173,10 @@ class ClientWinSocket(CustomWinSocket):
         self._connect_timer.start(int(timeout_ms))
 
     def _stop_connect_timer(self) -> None:
-        if self._connect_timer is not None:
-            self._connect_timer.stop()
+        timer, self._connect_timer = self._connect_timer, None
+        if timer is not None and self._pump is not None:
+            timer.stop()
+            self._pump.call_soon(shiboken6.delete, timer)  # maybe inside its own timeout
 
     def _connect_timed_out(self) -> None:
         phase = self._life.phase

@@ -19,6 +19,8 @@ import threading
 import weakref
 from typing import Any, Callable, Optional, Union
 
+import shiboken6
+
 from ._lifecycle import Input, Phase
 from ._pump import ERRORS, READ, current_pump
 from ._resolve import service_port
@@ -508,7 +510,9 @@ class ServerWinSocket(ThreadServing, CustomWinSocket):
         sock = self._os_sock
         if sock is not None and self._pump is not None:
             self._pump.unregister(sock.fileno())
-        if self._accept_timer is not None:
-            self._accept_timer.stop()
+        timer, self._accept_timer = self._accept_timer, None
+        if timer is not None and self._pump is not None:
+            timer.stop()
+            self._pump.call_soon(shiboken6.delete, timer)  # the pump outlives the listener
         super()._release(graceful)
 

@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -342,3 +343,42 @@ def test_ended_components_leave_a_bounded_number_of_objects_in_the_pump(qapp) ->
         gc.collect()
         turn()
     assert len(pump.children()) <= baseline + 2 * SPARES_KEPT
+
+
+@pytest.mark.timeout(30)
+def test_connect_timeouts_leave_no_timer_behind(qapp, res: Resources) -> None:  # noqa: F811
+    """A client's ConnectTimeout timer belongs to the pump (which lives as long as its
+    thread); it is deleted when the attempt ends, not kept for the life of the thread."""
+    pump = current_pump()
+    lst = res.listen(backlog=128)
+
+    def turn(until: Callable[[], bool] = lambda: False) -> None:
+        deadline = time.monotonic() + 5
+        while True:
+            QCoreApplication.processEvents()
+            if until() or time.monotonic() > deadline:
+                return
+
+    def round_of(count: int, **props: Any) -> None:
+        clients = [ClientSocket() for _ in range(count)]
+        for cli in clients:
+            cli.Address, cli.Port = "127.0.0.1", lst.getsockname()[1]
+            for name, value in props.items():
+                setattr(cli, name, value)
+            cli.Open()
+        sockets = [cli.Socket for cli in clients]
+        turn(lambda: all(sock.Connected for sock in sockets))
+        assert all(sock.Connected for sock in sockets)
+        for _ in range(count):
+            lst.accept()[0].close()
+        for cli in clients:
+            cli.Close()
+        clients.clear()
+        sockets.clear()
+        gc.collect()
+        turn()
+
+    round_of(2 * SPARES_KEPT)  # the spares fill up
+    baseline = len(pump.children())
+    round_of(100, ConnectTimeout=5000)
+    assert len(pump.children()) == baseline
