@@ -9,6 +9,7 @@ never speaks TLS is closed like an idle one.
 from __future__ import annotations
 
 import errno
+import threading
 import time
 from typing import Callable, Iterable, Optional
 
@@ -54,17 +55,26 @@ def expire(sock: CustomWinSocket, now: float) -> None:
 
 class IdleWatch:
     """Watches the sockets ``sockets()`` returns, each with its own deadlines, with ``timer``
-    (single-shot, of the component's thread; its owner stops and deletes it)."""
+    (single-shot, of the component's thread; its owner stops and deletes it). ``post(fn)``
+    runs ``fn`` in that thread from any other (the pump's ``call_soon_threadsafe``)."""
 
-    def __init__(self, timer: QTimer, sockets: Callable[[], Iterable[CustomWinSocket]]) -> None:
+    def __init__(self, timer: QTimer, sockets: Callable[[], Iterable[CustomWinSocket]],
+                 post: Optional[Callable[[Callable[[], None]], None]] = None) -> None:
         self._sockets = sockets
         self._timer = timer
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._check)
+        self._post = post
+        self._thread = threading.get_ident()
 
     def arm(self) -> None:
-        """A connection started (or a timeout changed): make sure a check is scheduled."""
-        self._schedule()
+        """A connection started (or a timeout changed): make sure a check is scheduled. From
+        another thread (a blocking client opened in a worker) the check is scheduled in the
+        component's thread: a timer cannot be started from another."""
+        if self._post is not None and threading.get_ident() != self._thread:
+            self._post(self._schedule)
+        else:
+            self._schedule()
 
     def stop(self) -> None:
         self._timer.stop()

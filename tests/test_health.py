@@ -8,7 +8,7 @@ import time
 import pytest
 
 from sockcomp import (
-    ClientSocket, ESocketError, ServerSocket, eeConnect, eeGeneral, stNonBlocking,
+    ClientSocket, ESocketError, ServerSocket, ctBlocking, eeConnect, eeGeneral, stNonBlocking,
     stThreadBlocking,
 )
 from tests.util import EventLog, free_port, os_socket
@@ -122,6 +122,29 @@ def test_sends_alone_keep_an_idle_timeout_from_firing(qtbot, hook, server_type) 
         qtbot.waitUntil(lambda: log.count("OnClientDisconnect") == 1, timeout=5000)
         assert time.monotonic() - silent_since >= 0.25  # the last send counted
         assert peer.recv(100) == b"tick" * 8
+    srv.Close()
+
+
+def test_an_idle_timeout_holds_for_a_blocking_client_opened_in_a_worker(qtbot, qtlog,
+                                                                         hook) -> None:
+    """A ctBlocking client made in the GUI thread and opened in a worker (where its events
+    fire): its idle deadline is watched from the GUI thread all the same (the timer was once
+    started from the worker, which Qt refuses, and the deadline never came)."""
+    srv = listening_server()
+    cli = ClientSocket()
+    cli.ClientType, cli.Address, cli.Port = ctBlocking, "127.0.0.1", srv.Socket.LocalPort
+    cli.IdleTimeout = 300
+    log = EventLog(cli)
+    worker = threading.Thread(target=cli.Open, name="worker")
+    worker.start()
+    worker.join(10)
+    assert not worker.is_alive() and cli.Socket.Connected
+    qtbot.waitUntil(lambda: log.count("OnDisconnect") == 1, timeout=5000)
+    assert log.names() == ["OnLookup", "OnConnecting", "OnConnect", "OnError", "OnDisconnect"]
+    _, _, event, code = log.args("OnError")
+    assert (event, code.value) == (eeGeneral, 10060)
+    assert [e.ErrorCode for e in hook] == [10060]
+    assert [r.message for r in qtlog.records if "thread" in r.message] == []
     srv.Close()
 
 
