@@ -202,7 +202,7 @@ class SocketComponent(ScktComp):
         # ends the component in its own thread, whichever thread lets it go (_reaping)
         self._reaper = Reaper.for_component(self, _closer(socket), pump)
         self._idle = IdleWatch(self._owned_timer(), weak_method(self, "_watched_sockets", ()),
-                               pump.call_soon_threadsafe if pump is not None else None)
+                               pump)
         # made now, while the object is whole: Qt may notify a disconnect while PySide is
         # tearing the wrapper down, and no weak reference should be created then
         self.__dict__["_fires_refresh"] = weak_method(self, "_refresh_fires")

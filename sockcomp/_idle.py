@@ -9,13 +9,13 @@ never speaks TLS is closed like an idle one.
 from __future__ import annotations
 
 import errno
-import threading
 import time
 from typing import Callable, Iterable, Optional
 
 from PySide6.QtCore import QTimer
 
 from ._lifecycle import LIVE_PHASES, Phase
+from ._pump import Pump
 from .enums import eeConnect
 from .winsock import CustomWinSocket
 
@@ -55,24 +55,24 @@ def expire(sock: CustomWinSocket, now: float) -> None:
 
 class IdleWatch:
     """Watches the sockets ``sockets()`` returns, each with its own deadlines, with ``timer``
-    (single-shot, of the component's thread; its owner stops and deletes it). ``post(fn)``
-    runs ``fn`` in that thread from any other (the pump's ``call_soon_threadsafe``)."""
+    (single-shot, of the component's thread; its owner stops it). ``pump``: that thread's (None
+    before there is a QCoreApplication)."""
 
     def __init__(self, timer: QTimer, sockets: Callable[[], Iterable[CustomWinSocket]],
-                 post: Optional[Callable[[Callable[[], None]], None]] = None) -> None:
+                 pump: Optional[Pump]) -> None:
         self._sockets = sockets
         self._timer = timer
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self._check)
-        self._post = post
-        self._thread = threading.get_ident()
+        self._pump = pump
 
     def arm(self) -> None:
         """A connection started (or a timeout changed): make sure a check is scheduled. From
         another thread (a blocking client opened in a worker) the check is scheduled in the
         component's thread: a timer cannot be started from another."""
-        if self._post is not None and threading.get_ident() != self._thread:
-            self._post(self._schedule)
+        pump = self._pump
+        if pump is not None and not pump.in_own_thread():
+            pump.call_soon_threadsafe(self._schedule)
         else:
             self._schedule()
 

@@ -34,6 +34,7 @@ import threading
 from collections import deque
 from typing import Any, Callable, Optional
 
+import shiboken6
 from PySide6.QtCore import QCoreApplication, QObject, QSocketNotifier
 
 from .errors import HandleException
@@ -118,6 +119,12 @@ class Pump(QObject):
             self._wake_pending = True
             self._wake()
 
+    def delete_soon(self, obj: QObject) -> None:
+        """Delete ``obj`` (a QObject of this thread) on a later turn: unlike ``deleteLater``
+        also in a loop driven by ``processEvents()`` alone, and never inside a signal of
+        ``obj`` being emitted now (a timer ended from its own timeout)."""
+        self.call_soon(_delete_if_valid, obj)
+
     def call_soon_threadsafe(self, fn: Callable[..., Any], *args: Any) -> None:
         """Like :meth:`call_soon`, callable from any thread."""
         self._soon.append((fn, args))
@@ -144,6 +151,11 @@ class Pump(QObject):
         if soon and not self._wake_pending:
             self._wake_pending = True
             self._wake()
+
+
+def _delete_if_valid(obj: QObject) -> None:
+    if shiboken6.isValid(obj):
+        shiboken6.delete(obj)
 
 
 def _handled_by(handler: Optional[Handler], owner: Any) -> bool:

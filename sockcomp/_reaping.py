@@ -31,6 +31,7 @@ from typing import Any, Callable, Optional
 import shiboken6
 from PySide6.QtCore import QAbstractEventDispatcher, QMetaObject, QObject, Qt, QThread, QTimer, Slot
 
+from ._pump import Pump
 from .errors import HandleException
 
 __all__ = ["Reaper", "SPARES_KEPT"]
@@ -48,11 +49,11 @@ class _Spares:
         self.timers: list[QTimer] = []
 
 
-_SPARES: "weakref.WeakKeyDictionary[QObject, _Spares]" = weakref.WeakKeyDictionary()
+_SPARES: "weakref.WeakKeyDictionary[Pump, _Spares]" = weakref.WeakKeyDictionary()
 _ORPHAN_SPARES = _Spares()  # reapers made without a pump (before the QCoreApplication)
 
 
-def _spares(pump: Optional[QObject]) -> _Spares:
+def _spares(pump: Optional[Pump]) -> _Spares:
     if pump is None:
         return _ORPHAN_SPARES
     spares = _SPARES.get(pump)
@@ -74,7 +75,7 @@ class Reaper(QObject):
 
     _armed_orphans: set["Reaper"] = set()  # made without a pump: nothing else holds them
 
-    def __init__(self, pump: Optional[QObject]) -> None:
+    def __init__(self, pump: Optional[Pump]) -> None:
         super().__init__(pump)
         self._pump = pump
         self._thread = threading.get_ident()
@@ -84,7 +85,7 @@ class Reaper(QObject):
 
     @classmethod
     def for_component(cls, component: QObject, close: Callable[[], None],
-                      pump: Optional[QObject]) -> "Reaper":
+                      pump: Optional[Pump]) -> "Reaper":
         """A reaper for ``component``: ``close()`` (closing its sockets, firing nothing) runs
         when the component is destroyed, in the component's thread."""
         spares = _spares(pump).reapers
@@ -112,14 +113,13 @@ class Reaper(QObject):
     def in_own_thread(self) -> bool:
         return threading.get_ident() == self._thread
 
-    def destroy_later(self, component: QObject) -> bool:
+    def destroy_later(self, component: QObject) -> None:
         """Called where ``component``'s wrapper is finalized: outside its own thread (with a
-        loop that can run), keep the component and delete it in its thread; True if so."""
+        loop that can run), keep the component and delete it in its thread."""
         if self.in_own_thread() or not _loop_can_run(self.thread()):
-            return False
+            return
         self._doomed = component  # resurrects it until the owner's turn
         QMetaObject.invokeMethod(self, "_destroy_doomed", Qt.ConnectionType.QueuedConnection)
-        return True
 
     @Slot()
     def _destroy_doomed(self) -> None:
@@ -168,5 +168,5 @@ class Reaper(QObject):
                     timer.timeout.disconnect()
                     (spares.timers if len(spares.timers) < SPARES_KEPT else extra).append(timer)
         (spares.reapers if len(spares.reapers) < SPARES_KEPT else extra).append(self)
-        for obj in extra:  # past the bound: deleted on the pump's next turn, not in this slot
-            pump.call_soon(shiboken6.delete, obj)  # type: ignore[attr-defined]
+        for obj in extra:  # past the bound (not deleted in this slot of its own)
+            pump.delete_soon(obj)

@@ -14,8 +14,6 @@ import os
 import socket
 from typing import Any, Optional, Union
 
-import shiboken6
-
 from ._lifecycle import Input, Phase
 from ._pump import current_pump
 from ._resolve import AddrInfo, Lookup, lookup_async, lookup_numeric
@@ -176,7 +174,7 @@ class ClientWinSocket(CustomWinSocket):
         timer, self._connect_timer = self._connect_timer, None
         if timer is not None and self._pump is not None:
             timer.stop()
-            self._pump.call_soon(shiboken6.delete, timer)  # maybe inside its own timeout
+            self._pump.delete_soon(timer)  # maybe inside its own timeout
 
     def _connect_timed_out(self) -> None:
         phase = self._life.phase

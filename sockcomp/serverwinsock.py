@@ -19,8 +19,6 @@ import threading
 import weakref
 from typing import Any, Callable, Optional, Union
 
-import shiboken6
-
 from ._lifecycle import Input, Phase
 from ._pump import ERRORS, READ, current_pump
 from ._resolve import service_port
@@ -513,6 +511,6 @@ class ServerWinSocket(ThreadServing, CustomWinSocket):
         timer, self._accept_timer = self._accept_timer, None
         if timer is not None and self._pump is not None:
             timer.stop()
-            self._pump.call_soon(shiboken6.delete, timer)  # the pump outlives the listener
+            self._pump.delete_soon(timer)  # the pump outlives the listener
         super()._release(graceful)
 
