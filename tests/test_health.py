@@ -288,6 +288,9 @@ def test_send_queue_limit_and_low_water_backpressure(qtbot) -> None:
                 return
             received[0] += len(data)
 
+    # the reader starts once the queue is full: with a reader from the start, a fast one could
+    # keep the kernel's buffers from ever filling, and nothing would be refused
+    qtbot.waitUntil(lambda: state["refused"] > 0, timeout=10000)
     worker = threading.Thread(target=reader)
     worker.start()
     qtbot.waitUntil(lambda: received[0] == total, timeout=60000)
