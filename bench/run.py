@@ -45,9 +45,10 @@ AS = "sockcomp-nb-assigned"  # the same server with handlers assigned (s.OnClien
 TH = "sockcomp-thread"
 ALL_SERVERS = [NB, AS, OV, TH, "asyncio-protocol", "asyncio-streams", "uvloop-protocol",
                "uvloop-streams", "qtcp", "raw-notifier", "threading-tcpserver"]
-EXTRA_SERVERS = ["sockcomp-thread-sync", "raw-epoll"]  # on request (--servers)
+# on request (--servers)
+EXTRA_SERVERS = ["sockcomp-thread-sync", "sockcomp-thread-bare", "raw-epoll"]
 SOCKCOMP_KINDS = [NB, AS, OV, TH, "sockcomp-thread-sync"]  # the kinds --tree adds as KIND@NAME
-THREADED = {TH, "sockcomp-thread-sync", "threading-tcpserver"}
+THREADED = {TH, "sockcomp-thread-sync", "sockcomp-thread-bare", "threading-tcpserver"}
 SCENARIOS = ["ping", "inproc", "bulk", "conc", "conn", "idle", "sparse"]
 # kinds with an event loop the in-process client can share (servers.py --inproc)
 INPROC_SERVERS = {NB, AS, OV, "asyncio-protocol", "asyncio-streams", "uvloop-protocol",

@@ -226,10 +226,13 @@ def serve_sockcomp_nb(port: int, override: bool = False, assigned: bool = False)
     app.exec()
 
 
-def serve_sockcomp_thread(port: int, sync: bool = False) -> None:
+def serve_sockcomp_thread(port: int, sync: bool = False, bare: bool = False) -> None:
     """stThreadBlocking. Default: the Delphi idiom, a ServerClientThread whose ClientExecute
     echoes through a WinSocketStream. ``sync``: the default ClientExecute, OnClientRead
-    synchronized to the component's thread (the handler echoes there)."""
+    synchronized to the component's thread (the handler echoes there). ``bare``: the floor of
+    the thread machinery, the same server and threads with ClientExecute calling the OS
+    socket's ``recv`` and ``sendall`` directly, as ThreadingTCPServer's handler does (no
+    time-outs, no Terminate, no error events)."""
     from sockcomp import ServerClientThread, ServerSocket, WinSocketStream, stThreadBlocking
 
     class EchoThread(ServerClientThread):
@@ -246,12 +249,34 @@ def serve_sockcomp_thread(port: int, sync: bool = False) -> None:
                 if not self.sink:
                     stream.Write(data)
 
+    class BareEchoThread(ServerClientThread):
+        sink = False
+
+        def ClientExecute(self):
+            sock = self.ClientSocket
+            os_sock = sock.transport.sock
+            os_sock.settimeout(None)  # a blocking descriptor, as accept() made it
+            try:
+                while True:
+                    data = os_sock.recv(RECV)
+                    if not data:
+                        break
+                    if not self.sink:
+                        os_sock.sendall(data)
+            except ConnectionError:
+                pass
+            sock.Close()
+
+    class BareSinkThread(BareEchoThread):
+        sink = True
+
     class SinkThread(EchoThread):
         sink = True
 
     app = _qt_app()
     servers = []
-    for p, cls in ((port, EchoThread), (port + 1, SinkThread)):
+    classes = (BareEchoThread, BareSinkThread) if bare else (EchoThread, SinkThread)
+    for p, cls in zip((port, port + 1), classes, strict=True):
         s = ServerSocket()
         s.Loaded()
         s.ServerType = stThreadBlocking
@@ -589,6 +614,7 @@ KINDS = {
     "sockcomp-nb-assigned": lambda port: serve_sockcomp_nb(port, assigned=True),
     "sockcomp-thread": serve_sockcomp_thread,
     "sockcomp-thread-sync": lambda port: serve_sockcomp_thread(port, sync=True),
+    "sockcomp-thread-bare": lambda port: serve_sockcomp_thread(port, bare=True),
     "asyncio-protocol": lambda port: _run_asyncio(port, streams=False, use_uvloop=False),
     "asyncio-streams": lambda port: _run_asyncio(port, streams=True, use_uvloop=False),
     "uvloop-protocol": lambda port: _run_asyncio(port, streams=False, use_uvloop=True),
