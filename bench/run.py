@@ -393,14 +393,35 @@ def machine() -> dict[str, str]:
     return info
 
 
-QUIET_LOAD = 0.5  # 1-minute load average below which the machine counts as otherwise idle
+#: Share of all CPUs busy (steal included) just before a run, below which the machine counts
+#: as otherwise idle.
+QUIET_BUSY = 0.10
 
 
-def _first_load(avg: str) -> float:
+def _cpu_times() -> Optional[list[int]]:
     try:
-        return float(avg.split()[0])
-    except (IndexError, ValueError):
-        return float("inf")
+        with open("/proc/stat") as f:
+            return [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+
+
+def cpu_busy(seconds: float = 2.0) -> Optional[tuple[float, float]]:
+    """(busy, steal): the share of all CPUs' time that was busy, and the share the hypervisor
+    stole, over ``seconds`` now (``/proc/stat``; None where there is none). The load average
+    is no such measure: it counts runnable and waiting threads, so a benchmark that ran 200
+    worker threads a minute earlier still shows in it while the CPUs are idle."""
+    first = _cpu_times()
+    time.sleep(seconds)
+    second = _cpu_times()
+    if not first or not second or len(first) < 8:
+        return None
+    delta = [b - a for a, b in zip(first, second, strict=True)]
+    total = sum(delta[:8])  # user nice system idle iowait irq softirq steal
+    if total <= 0:
+        return None
+    idle = delta[3] + delta[4]
+    return 1 - idle / total, delta[7] / total
 
 
 def loadavg() -> str:
@@ -559,15 +580,20 @@ def method(args) -> str:
 def report(args, p: dict, med: dict, raw: dict, servers: list[str], info: dict,
            load_before: str, load_after: str, elapsed: float, command: str,
            med_cold: Optional[dict] = None, raw_cold: Optional[dict] = None,
-           trees: Optional[dict[str, str]] = None) -> str:
-    quiet = _first_load(load_before) < QUIET_LOAD
+           trees: Optional[dict[str, str]] = None,
+           busy_before: Optional[tuple[float, float]] = None) -> str:
+    quiet = busy_before is not None and busy_before[0] < QUIET_BUSY
+    busy = ("" if busy_before is None else
+            f"CPUs {busy_before[0]:.0%} busy ({busy_before[1]:.0%} stolen by the hypervisor) "
+            "in the 2 s before the run, ")
     lines = [
         "# sockcomp benchmarks",
         "",
         ("Measured on a 2-core VM that was otherwise idle: " if quiet else
          "**PRELIMINARY.** Measured while other work was running on the machine: ")
-        + f"load average {load_before} at the start and {load_after} at the end (1/5/15 min; "
-        "the benchmark itself keeps two processes busy). Absolute numbers on a VM swing from "
+        + busy + f"load average {load_before} at the start and {load_after} at the end "
+        "(1/5/15 min; the benchmark itself keeps two processes busy, and the load average also "
+        "counts threads that only wait). Absolute numbers on a VM swing from "
         "minute to minute; the ratios, measured in the same run with the same load generator "
         "and interleaved, are the point."
         + ("" if quiet else " Re-run on a quiet machine before drawing conclusions."),
@@ -738,11 +764,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     exe = build_loadgen()
     info = machine()
     load_before = loadavg()
+    busy_before = cpu_busy()
     t_start = time.monotonic()
     print(f"sockcomp bench: scenarios {', '.join(scenarios)}; servers {', '.join(servers)}; "
           f"{args.runs} run(s); " + " and ".join(label for label, _w in modes)
           + (f", {args.passes} measured passes" if args.passes > 1 else "")
-          + f"; load average {load_before}", flush=True)
+          + f"; load average {load_before}"
+          + ("" if busy_before is None else f"; CPUs {busy_before[0]:.0%} busy"), flush=True)
     for name, path in TREES.items():
         print(f"  tree {name}: {path} (sockcomp sha1 {tree_fingerprint(path)}; this tree "
               f"{tree_fingerprint(ROOT)})", flush=True)
@@ -780,7 +808,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     elapsed = time.monotonic() - t_start
     trees = {"": ROOT, **TREES} if TREES else None
     text = report(args, p, med, raw_main, servers, info, load_before, loadavg(), elapsed,
-                  command, med_cold, raw_cold, trees)
+                  command, med_cold, raw_cold, trees, busy_before)
     print()
     print(text)
     # last, where a focused run's reader looks: the medians in a compact table
@@ -797,7 +825,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                                  for n, t in ({"this": ROOT, **TREES}).items()},
                        "raw": raw_main, "median": med, "warmup": warmups,
                        "raw_cold": raw_cold, "median_cold": med_cold, "machine": info,
-                       "loadavg": [load_before, loadavg()], "command": command}, f, indent=1)
+                       "loadavg": [load_before, loadavg()], "cpu_busy_before": busy_before,
+                       "command": command}, f, indent=1)
     out = args.out or (None if args.quick or args.no_write
                        else os.path.join(ROOT, "docs", "benchmarks.md"))
     if out and not args.no_write:
