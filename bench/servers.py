@@ -226,6 +226,22 @@ def serve_sockcomp_nb(port: int, override: bool = False, assigned: bool = False)
     app.exec()
 
 
+def _recv_send_loop(s: socket.socket, sink: bool) -> None:
+    """A thread-per-connection server's whole loop on a blocking socket: ``recv``, then
+    ``sendall`` what came (``sink``: discard it), until the end of the stream or a reset.
+    ThreadingTCPServer's handler and the bare thread-mode floor share it, so the two run the
+    same Python per message."""
+    try:
+        while True:
+            data = s.recv(RECV)
+            if not data:
+                return
+            if not sink:
+                s.sendall(data)
+    except ConnectionError:
+        pass
+
+
 def serve_sockcomp_thread(port: int, sync: bool = False, bare: bool = False) -> None:
     """stThreadBlocking. Default: the Delphi idiom, a ServerClientThread whose ClientExecute
     echoes through a WinSocketStream. ``sync``: the default ClientExecute, OnClientRead
@@ -256,15 +272,7 @@ def serve_sockcomp_thread(port: int, sync: bool = False, bare: bool = False) -> 
             sock = self.ClientSocket
             os_sock = sock.transport.sock
             os_sock.settimeout(None)  # a blocking descriptor, as accept() made it
-            try:
-                while True:
-                    data = os_sock.recv(RECV)
-                    if not data:
-                        break
-                    if not self.sink:
-                        os_sock.sendall(data)
-            except ConnectionError:
-                pass
+            _recv_send_loop(os_sock, self.sink)
             sock.Close()
 
     class BareSinkThread(BareEchoThread):
@@ -582,15 +590,7 @@ def serve_threading(port: int) -> None:
         def handle(self):
             s = self.request
             s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            try:
-                while True:
-                    data = s.recv(RECV)
-                    if not data:
-                        return
-                    if not self.sink:
-                        s.sendall(data)
-            except ConnectionError:
-                pass
+            _recv_send_loop(s, self.sink)
 
     class Sink(Echo):
         sink = True
