@@ -5,7 +5,7 @@ does not move with the machine's load.
     python bench/instructions.py --servers sockcomp-nb-assigned,asyncio-protocol --only conc
     python bench/instructions.py --tree before=/path/to/other/checkout \\
         --servers sockcomp-thread,sockcomp-thread@before          # before/after
-    python bench/instructions.py --cache --only conc               # also first-level cache misses
+    python bench/instructions.py --cache --only conc               # also cache misses (below)
 
 Wall-clock rates on a shared VM swing by a third from one minute to the next (docs/
 benchmarks.md); the number of instructions a server executes for the same work does not.
@@ -24,6 +24,11 @@ servers the count includes the GIL hand-overs as valgrind schedules them: compar
 server with another thread-per-connection server, not with an event loop. The kernel's
 share (the system calls, the same for every server here: strace) is not counted. Needs
 valgrind (``apt-get install valgrind``); a run takes a few minutes per server.
+
+``--cache`` adds callgrind's cache simulation: first-level misses (``D1mr``, ``D1mw``,
+``I1mr``), and data misses beyond a last level given the size of this machine's *second*
+level (``DLmr``, ``DLmw``). The second tells whether the data one message touches across 200
+connections still fits in L2; a miss there costs tens of cycles more than one the L2 serves.
 """
 from __future__ import annotations
 
@@ -49,8 +54,37 @@ SCENARIOS = {
 }
 
 
-#: ``--cache``: callgrind also simulates the caches; these events are reported per unit.
-CACHE_EVENTS = ("D1mr", "D1mw", "I1mr")
+#: ``--cache``: callgrind also simulates the caches; these events are reported per unit. The
+#: first level is the machine's; callgrind's last level is set to the size of the machine's
+#: *second* level (:func:`l2_geometry`), so ``DLmr``/``DLmw`` count the data that a message
+#: touches and a 200-connection working set no longer holds in L2: each such miss goes to L3
+#: or memory, an order of magnitude dearer than a first-level miss served by L2.
+CACHE_EVENTS = ("D1mr", "D1mw", "I1mr", "DLmr", "DLmw")
+
+
+def l2_geometry() -> str | None:
+    """This machine's level-2 cache as callgrind's ``--LL`` value (``size,ways,line`` in
+    bytes), from Linux's sysfs; None where it cannot be read (callgrind's default, the real
+    last level, is used then)."""
+    base = "/sys/devices/system/cpu/cpu0/cache"
+
+    def read(index: str, name: str) -> str:
+        with open(os.path.join(base, index, name)) as f:
+            return f.read().strip()
+
+    try:
+        for index in sorted(os.listdir(base)):
+            if not index.startswith("index"):
+                continue
+            if read(index, "level") == "2" and read(index, "type") in ("Unified", "Data"):
+                size = read(index, "size")
+                scale = {"K": 1024, "M": 1024 * 1024}.get(size[-1:], 1)
+                size_bytes = int(size.rstrip("KM")) * scale
+                return (f"{size_bytes},{read(index, 'ways_of_associativity')},"
+                        f"{read(index, 'coherency_line_size')}")
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def _totals(path: str) -> dict[str, int]:
@@ -82,13 +116,14 @@ def _dump(pid: int, outdir: str, label: str) -> dict[str, int]:
 
 
 def measure(exe: str, kind: str, scenario: str, cache: bool = False) -> dict[str, float]:
-    """Marginal user-space instructions (``Ir``; with ``cache``, also the simulated first-level
-    cache misses of :data:`CACHE_EVENTS`) per unit of ``scenario`` on server ``kind``."""
+    """Marginal user-space instructions (``Ir``; with ``cache``, also the simulated cache
+    misses of :data:`CACHE_EVENTS`) per unit of ``scenario`` on server ``kind``."""
     args_of, small, large, per, _unit = SCENARIOS[scenario]
     outdir = tempfile.mkdtemp(prefix="sockcomp-callgrind-")
+    l2 = l2_geometry() if cache else None
     wrapper = ("valgrind", "--tool=callgrind", f"--callgrind-out-file={outdir}/cg.%p",
                "--dump-instr=no", "--collect-atstart=yes") + \
-        (("--cache-sim=yes",) if cache else ())
+        (("--cache-sim=yes",) if cache else ()) + ((f"--LL={l2}",) if l2 else ())
     server = run.Server(kind, wrapper)
     try:
         def load(n: int) -> None:
@@ -116,8 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tree", action="append", default=[], metavar="NAME=PATH",
                     help="add KIND@NAME servers importing sockcomp from PATH (as bench/run.py)")
     ap.add_argument("--cache", action="store_true",
-                    help="also simulate the caches: first-level misses per unit (" +
-                    ", ".join(CACHE_EVENTS) + "); slower")
+                    help="also simulate the caches: misses per unit (" +
+                    ", ".join(CACHE_EVENTS) + "; DL: beyond an L2 of this machine's "
+                    "size); slower")
     args = ap.parse_args(argv)
     if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
         ap.error("needs valgrind (apt-get install valgrind)")
@@ -129,6 +165,12 @@ def main(argv: list[str] | None = None) -> int:
     servers = [s for s in args.servers.split(",") if s]
     exe = run.build_loadgen()
     print(f"# user-space instructions (valgrind callgrind), Python {sys.version.split()[0]}")
+    if args.cache:
+        l2 = l2_geometry()
+        print("# cache events: D1 = first level (data read/write misses), I1 = first-level "
+              "instruction misses, DL = " +
+              (f"data misses beyond a simulated L2 of this machine's size ({l2}: bytes, ways, "
+               "line)" if l2 else "last-level data misses (callgrind's default geometry)"))
     shown = ("Ir",) + (CACHE_EVENTS if args.cache else ())
     print("| server | " + " | ".join(
         f"{s}: {event + ' ' if event != 'Ir' else ''}per {SCENARIOS[s][4]}"
